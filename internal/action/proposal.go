@@ -1,0 +1,127 @@
+package action
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Status is a proposal's lifecycle state (the seed's ActionStatus plus
+// expired).
+type Status string
+
+// Proposal statuses.
+const (
+	Proposed  Status = "proposed"  // awaiting a human
+	DryRun    Status = "dry_run"   // a dry run was recorded; still awaiting approval
+	Approved  Status = "approved"  // a human approved; the executor will claim it
+	Rejected  Status = "rejected"  // a human rejected it (final)
+	Executing Status = "executing" // claimed by the executor; PD may have been called
+	Completed Status = "completed" // executed and effect verified (final)
+	Failed    Status = "failed"    // execution failed, preconditions changed, or interrupted (final)
+	Expired   Status = "expired"   // not approved in time (final)
+)
+
+var transitions = map[Status][]Status{
+	Proposed:  {DryRun, Approved, Rejected, Expired},
+	DryRun:    {DryRun, Approved, Rejected, Expired},
+	Approved:  {Executing, Expired},
+	Executing: {Completed, Failed},
+	Rejected:  {},
+	Completed: {},
+	Failed:    {},
+	Expired:   {},
+}
+
+// CanTransition reports whether a proposal may move from one status to
+// another.
+func CanTransition(from, to Status) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Final reports whether no transition leaves s.
+func (s Status) Final() bool { return len(transitions[s]) == 0 }
+
+// ErrTransition is returned when a proposal is not in a status from which
+// the requested move is legal (including when another process won a race).
+type ErrTransition struct {
+	ID       int64
+	From, To Status
+}
+
+func (e *ErrTransition) Error() string {
+	switch e.To {
+	case Approved:
+		return fmt.Sprintf("action %d is %s; only proposed actions can be approved", e.ID, e.From)
+	case Rejected:
+		return fmt.Sprintf("action %d is %s; only proposed actions can be rejected", e.ID, e.From)
+	}
+	return fmt.Sprintf("action %d is %s; cannot move to %s", e.ID, e.From, e.To)
+}
+
+// Urgency of a proposed action, as the diagnosis states it.
+type Urgency string
+
+// Urgencies.
+const (
+	Immediate      Urgency = "immediate"
+	Soon           Urgency = "soon"
+	WhenConvenient Urgency = "when_convenient"
+)
+
+// Proposal is an action proposed by a diagnosis (the seed's ActionProposal).
+type Proposal struct {
+	ID         int64           `json:"id"`
+	TicketID   int64           `json:"ticket_id"`
+	ActionType string          `json:"action_type"`
+	Params     json.RawMessage `json:"params"`
+	Rationale  string          `json:"rationale"`
+	Risks      []string        `json:"risks"`
+	Urgency    Urgency         `json:"urgency"`
+	Status     Status          `json:"status"`
+	// ProposedBy names the diagnosis backend ("rules", "anthropic:MODEL").
+	ProposedBy string    `json:"proposed_by"`
+	ProposedAt time.Time `json:"proposed_at"`
+	// ExpiresAt: after it the proposal can no longer be approved.
+	ExpiresAt       time.Time  `json:"expires_at"`
+	ApprovedBy      string     `json:"approved_by,omitempty"`
+	ApprovedAt      *time.Time `json:"approved_at,omitempty"`
+	RejectedBy      string     `json:"rejected_by,omitempty"`
+	RejectedAt      *time.Time `json:"rejected_at,omitempty"`
+	RejectionReason string     `json:"rejection_reason,omitempty"`
+	// ExecutedBy names the executor that claimed it (host:pid).
+	ExecutedBy string     `json:"executed_by,omitempty"`
+	ExecutedAt *time.Time `json:"executed_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Result     string     `json:"result,omitempty"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+}
+
+// Record is an immutable audit record of a dry run or an execution (the
+// seed's ActionRecord plus the hash chain). Records are append-only: the
+// database refuses UPDATE and DELETE, and each record carries the hash of
+// the previous one.
+type Record struct {
+	ID          int64           `json:"id"`
+	ProposalID  int64           `json:"proposal_id"`
+	TicketID    int64           `json:"ticket_id"`
+	ActionType  string          `json:"action_type"`
+	Params      json.RawMessage `json:"params"`
+	DryRun      bool            `json:"dry_run"`
+	Success     bool            `json:"success"`
+	Message     string          `json:"message"`
+	ApprovedBy  string          `json:"approved_by"`
+	ExecutedBy  string          `json:"executed_by"`
+	StartedAt   time.Time       `json:"started_at"`
+	FinishedAt  time.Time       `json:"finished_at"`
+	Requests    json.RawMessage `json:"requests"`     // []Request as JSON
+	StateBefore json.RawMessage `json:"state_before"` // cluster state JSON
+	StateAfter  json.RawMessage `json:"state_after"`
+	PrevHash    string          `json:"prev_hash"` // hex sha256; "" for the first
+	Hash        string          `json:"hash"`      // hex sha256 over PrevHash and the fields above
+}

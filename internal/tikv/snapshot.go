@@ -1,0 +1,84 @@
+// Package tikv is the TiKV subject: what the operator sees of a TiKV
+// cluster (a Snapshot read through PD's HTTP API and, optionally,
+// Prometheus) and every remediation action it can take through PD.
+package tikv
+
+import (
+	"time"
+
+	"github.com/tikvops/operator/internal/pd"
+)
+
+// Region check names: the suffixes of GET /pd/api/v1/regions/check/{name}.
+const (
+	CheckMissPeer        = "miss-peer"
+	CheckExtraPeer       = "extra-peer"
+	CheckPendingPeer     = "pending-peer"
+	CheckDownPeer        = "down-peer"
+	CheckOfflinePeer     = "offline-peer"
+	CheckLearnerPeer     = "learner-peer"
+	CheckEmptyRegion     = "empty-region"
+	CheckOversizedRegion = "oversized-region"
+	CheckUndersized      = "undersized-region"
+)
+
+// Snapshot is one consistent-enough read of the cluster for a monitor cycle.
+// It never holds every region: only the regions PD's check endpoints flag,
+// so its size grows with the number of problems, not with the cluster.
+//
+// A source that failed is recorded in Errors (keyed by source name, e.g.
+// "hotspot/write") and its field left zero; invariants that need it report
+// that they could not be evaluated.
+type Snapshot struct {
+	// Time is PD's clock (the HTTP Date header of GET /stores), falling back
+	// to the local clock.
+	Time time.Time
+	// Stores are every store except Tombstone ones (GET /stores).
+	Stores []pd.StoreInfo
+	// Tombstones are Tombstone store records (GET /stores/check?state=tombstone).
+	Tombstones  []pd.StoreInfo
+	Schedule    pd.ScheduleConfig
+	Replication pd.ReplicationConfig
+	// Checks maps a check name (CheckMissPeer, ...) to the regions PD flags.
+	Checks map[string][]pd.Region
+	// HotWrite is GET /hotspot/regions/write.
+	HotWrite pd.HotRegions
+	// HotStores is GET /hotspot/stores.
+	HotStores pd.HotStores
+	// Schedulers lists the running scheduler names (GET /schedulers).
+	Schedulers []string
+	// PausedSchedulers lists paused scheduler names (GET /schedulers?status=paused).
+	PausedSchedulers []string
+	// EvictLeaderStores are store ids that evict-leader-scheduler holds
+	// (GET /scheduler-config/evict-leader-scheduler/list; older PDs name
+	// one scheduler per store, evict-leader-scheduler-{id}).
+	EvictLeaderStores []uint64
+	Health            []pd.MemberHealth
+	Members           pd.Members
+	// Progress holds removal progress of Offline stores by store id
+	// (GET /stores/progress?id=N).
+	Progress map[uint64]pd.StoreProgress
+	// Errors records sources that could not be read, by source name.
+	Errors map[string]error
+}
+
+// Store returns the store with the given id from Stores, if present.
+func (s *Snapshot) Store(id uint64) (*pd.StoreInfo, bool) {
+	for i := range s.Stores {
+		if s.Stores[i].Store.ID == id {
+			return &s.Stores[i], true
+		}
+	}
+	return nil, false
+}
+
+// TiKVStores returns the non-TiFlash stores in Stores.
+func (s *Snapshot) TiKVStores() []*pd.StoreInfo {
+	out := make([]*pd.StoreInfo, 0, len(s.Stores))
+	for i := range s.Stores {
+		if !s.Stores[i].IsTiFlash() {
+			out = append(out, &s.Stores[i])
+		}
+	}
+	return out
+}
