@@ -102,6 +102,12 @@ type Ticket struct {
 	DiagnosisMarkdown string          `json:"diagnosis_markdown,omitempty"`
 	DiagnosisJSON     json.RawMessage `json:"diagnosis,omitempty"`
 	DiagnosedAt       *time.Time      `json:"diagnosed_at,omitempty"`
+	// DiagnosisBackend names the backend that wrote the stored diagnosis
+	// ("rules", "anthropic:MODEL", ...); InputTokens and OutputTokens are
+	// the model tokens that diagnosis used (0 for rules).
+	DiagnosisBackend string `json:"diagnosis_backend,omitempty"`
+	InputTokens      int64  `json:"input_tokens,omitempty"`
+	OutputTokens     int64  `json:"output_tokens,omitempty"`
 	// DiagnosisAttempts counts failed diagnosis attempts since the last
 	// success; NextDiagnosisAt is when the runner may retry (backoff).
 	DiagnosisAttempts int        `json:"diagnosis_attempts"`

@@ -1,0 +1,438 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tikvops/operator/internal/action"
+)
+
+// proposalCols is the column list scanProposal reads, in order.
+const proposalCols = `id, ticket_id, action_type, params, rationale, risks, urgency, status,
+	proposed_by, proposed_at, expires_at, approved_by, approved_at, rejected_by,
+	rejected_at, rejection_reason, executed_by, executed_at, finished_at, result,
+	updated_at`
+
+func scanProposal(sc scanner) (action.Proposal, error) {
+	var (
+		p                                          action.Proposal
+		params, risks, urgency, status             string
+		approvedBy, rejectedBy, reason, executedBy sql.NullString
+		result                                     sql.NullString
+		proposedAt, expiresAt, updatedAt           timeCol
+		approvedAt, rejectedAt, executedAt, finAt  timeCol
+	)
+	err := sc.Scan(&p.ID, &p.TicketID, &p.ActionType, &params, &p.Rationale, &risks, &urgency,
+		&status, &p.ProposedBy, &proposedAt, &expiresAt, &approvedBy, &approvedAt, &rejectedBy,
+		&rejectedAt, &reason, &executedBy, &executedAt, &finAt, &result, &updatedAt)
+	if err != nil {
+		return action.Proposal{}, err
+	}
+	p.Params = json.RawMessage(params)
+	if err := json.Unmarshal([]byte(risks), &p.Risks); err != nil {
+		return action.Proposal{}, fmt.Errorf("proposal %d: stored risks: %w", p.ID, err)
+	}
+	p.Urgency, p.Status = action.Urgency(urgency), action.Status(status)
+	p.ProposedAt, p.ExpiresAt, p.UpdatedAt = proposedAt.t, expiresAt.t, updatedAt.t
+	p.ApprovedBy, p.RejectedBy, p.RejectionReason = approvedBy.String, rejectedBy.String, reason.String
+	p.ExecutedBy, p.Result = executedBy.String, result.String
+	p.ApprovedAt, p.RejectedAt = approvedAt.ptr(), rejectedAt.ptr()
+	p.ExecutedAt, p.FinishedAt = executedAt.ptr(), finAt.ptr()
+	return p, nil
+}
+
+// proposalArgs is a validated proposal ready to insert.
+type proposalArgs struct {
+	ticketID                  int64
+	actionType, params        string
+	rationale, risks, urgency string
+	proposedBy                string
+	proposedAt, expiresAt     string
+}
+
+func newProposalArgs(ticketID int64, p action.Proposal, backend string, now time.Time) (*proposalArgs, error) {
+	if p.TicketID != 0 && p.TicketID != ticketID {
+		return nil, fmt.Errorf("%w: proposal names ticket %d, diagnosis is for ticket %d", ErrInvalid, p.TicketID, ticketID)
+	}
+	if p.ActionType == "" {
+		return nil, fmt.Errorf("%w: proposal has no action type", ErrInvalid)
+	}
+	if p.ExpiresAt.IsZero() {
+		return nil, fmt.Errorf("%w: proposal has no expiry time", ErrInvalid)
+	}
+	params := "{}"
+	if len(p.Params) > 0 {
+		if !json.Valid(p.Params) {
+			return nil, fmt.Errorf("%w: proposal params are not valid JSON", ErrInvalid)
+		}
+		params = string(p.Params)
+	}
+	risks := p.Risks
+	if risks == nil {
+		risks = []string{}
+	}
+	rb, err := json.Marshal(risks)
+	if err != nil {
+		return nil, fmt.Errorf("%w: proposal risks: %v", ErrInvalid, err)
+	}
+	a := &proposalArgs{
+		ticketID: ticketID, actionType: p.ActionType, params: params,
+		rationale: p.Rationale, risks: string(rb), urgency: string(p.Urgency),
+		proposedBy: p.ProposedBy, proposedAt: fmtTime(p.ProposedAt), expiresAt: fmtTime(p.ExpiresAt),
+	}
+	if a.proposedBy == "" {
+		a.proposedBy = backend
+	}
+	if p.ProposedAt.IsZero() {
+		a.proposedAt = fmtTime(now)
+	}
+	return a, nil
+}
+
+func insertProposal(ctx context.Context, tx *sql.Tx, a *proposalArgs, now time.Time) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO action_proposals
+	(ticket_id, action_type, params, rationale, risks, urgency, status, proposed_by,
+	 proposed_at, expires_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, 'proposed', ?, ?, ?, ?) RETURNING id`,
+		a.ticketID, a.actionType, a.params, a.rationale, a.risks, a.urgency, a.proposedBy,
+		a.proposedAt, a.expiresAt, fmtTime(now)).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("insert proposal: %w", err)
+	}
+	return id, nil
+}
+
+// readProposal reads one proposal through q (the DB or a transaction).
+func readProposal(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id int64) (action.Proposal, error) {
+	p, err := scanProposal(q.QueryRowContext(ctx, `SELECT `+proposalCols+` FROM action_proposals WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return action.Proposal{}, fmt.Errorf("action %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return action.Proposal{}, fmt.Errorf("read action %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// casProposal moves proposal p (read in tx) to status to, as a
+// compare-and-swap on p.Status validated by action.CanTransition. set is
+// extra "col = ?" assignments with their args. It returns the updated
+// proposal or *action.ErrTransition with the current status.
+func casProposal(ctx context.Context, tx *sql.Tx, p action.Proposal, to action.Status, now time.Time, set string, args ...any) (action.Proposal, error) {
+	if !action.CanTransition(p.Status, to) {
+		return action.Proposal{}, &action.ErrTransition{ID: p.ID, From: p.Status, To: to}
+	}
+	q := `UPDATE action_proposals SET status = ?, updated_at = ?`
+	if set != "" {
+		q += ", " + set
+	}
+	q += ` WHERE id = ? AND status = ? RETURNING ` + proposalCols
+	all := make([]any, 0, len(args)+4)
+	all = append(all, string(to), fmtTime(now))
+	all = append(all, args...)
+	all = append(all, p.ID, string(p.Status))
+	np, err := scanProposal(tx.QueryRowContext(ctx, q, all...))
+	if errors.Is(err, sql.ErrNoRows) {
+		// Cannot happen under BEGIN IMMEDIATE, but the CAS is the contract.
+		cur, rerr := readProposal(ctx, tx, p.ID)
+		if rerr != nil {
+			return action.Proposal{}, rerr
+		}
+		return action.Proposal{}, &action.ErrTransition{ID: p.ID, From: cur.Status, To: to}
+	}
+	if err != nil {
+		return action.Proposal{}, fmt.Errorf("update action %d: %w", p.ID, err)
+	}
+	return np, nil
+}
+
+// transition reads proposal id and applies casProposal in one write
+// transaction.
+func (s *Store) transition(ctx context.Context, id int64, to action.Status, now time.Time, set string, args ...any) (action.Proposal, error) {
+	var out action.Proposal
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		p, err := readProposal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		out, err = casProposal(ctx, tx, p, to, now, set, args...)
+		return err
+	})
+	return out, err
+}
+
+// Proposal returns the proposal with the given id, or ErrNotFound.
+func (s *Store) Proposal(ctx context.Context, id int64) (action.Proposal, error) {
+	return readProposal(ctx, s.db, id)
+}
+
+// ProposalFilter selects proposals for Proposals.
+type ProposalFilter struct {
+	// Statuses keeps proposals in any of these statuses; empty means all.
+	Statuses []action.Status
+	// TicketID keeps the proposals of one ticket; 0 means all.
+	TicketID int64
+	// Limit caps the number returned; 0 means no limit.
+	Limit int
+}
+
+// Proposals returns the proposals matching f, newest (highest id) first.
+func (s *Store) Proposals(ctx context.Context, f ProposalFilter) ([]action.Proposal, error) {
+	q := `SELECT ` + proposalCols + ` FROM action_proposals WHERE 1 = 1`
+	var args []any
+	if len(f.Statuses) > 0 {
+		q += ` AND status IN (` + placeholders(len(f.Statuses)) + `)`
+		for _, st := range f.Statuses {
+			args = append(args, string(st))
+		}
+	}
+	if f.TicketID != 0 {
+		q += ` AND ticket_id = ?`
+		args = append(args, f.TicketID)
+	}
+	q += ` ORDER BY id DESC`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	return s.queryProposals(ctx, q, args...)
+}
+
+// Executing returns the proposals in status executing, oldest first. At
+// start the executor treats each as interrupted (never re-run).
+func (s *Store) Executing(ctx context.Context) ([]action.Proposal, error) {
+	return s.queryProposals(ctx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'executing' ORDER BY id`)
+}
+
+func (s *Store) queryProposals(ctx context.Context, q string, args ...any) ([]action.Proposal, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list actions: %w", err)
+	}
+	defer rows.Close()
+	var out []action.Proposal
+	for rows.Next() {
+		p, err := scanProposal(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list actions: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list actions: %w", err)
+	}
+	return out, nil
+}
+
+// Approve moves a proposed or dry_run proposal to approved, recording who
+// approved it (by, required) and when (now). If now is after the
+// proposal's ExpiresAt, the proposal is moved to expired instead (that
+// change is committed) and Approve returns it with an error wrapping
+// ErrExpired.
+//
+// Errors: ErrNotFound; *action.ErrTransition when the proposal is in any
+// other status, including when a concurrent approver won; ErrExpired;
+// ErrInvalid for an empty approver.
+func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time) (action.Proposal, error) {
+	if by == "" {
+		return action.Proposal{}, fmt.Errorf("approve action %d: %w: approver is required", id, ErrInvalid)
+	}
+	var (
+		out     action.Proposal
+		expired bool
+	)
+	ts := fmtTime(now)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		p, err := readProposal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !action.CanTransition(p.Status, action.Approved) {
+			return &action.ErrTransition{ID: id, From: p.Status, To: action.Approved}
+		}
+		if now.After(p.ExpiresAt) {
+			expired = true
+			out, err = casProposal(ctx, tx, p, action.Expired, now, "")
+			return err
+		}
+		out, err = casProposal(ctx, tx, p, action.Approved, now, `approved_by = ?, approved_at = ?`, by, ts)
+		return err
+	})
+	if err != nil {
+		return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, err)
+	}
+	if expired {
+		return out, fmt.Errorf("approve action %d: %w at %s (proposed %s); ask for a new diagnosis",
+			id, ErrExpired, out.ExpiresAt.Format(time.RFC3339), out.ProposedAt.Format(time.RFC3339))
+	}
+	return out, nil
+}
+
+// Reject moves a proposed or dry_run proposal to rejected, recording who
+// (by), when (now) and why (reason, required).
+//
+// Errors: ErrNotFound; *action.ErrTransition; ErrInvalid for an empty
+// rejecter or reason.
+func (s *Store) Reject(ctx context.Context, id int64, by, reason string, now time.Time) (action.Proposal, error) {
+	if by == "" || reason == "" {
+		return action.Proposal{}, fmt.Errorf("reject action %d: %w: who and a reason are required", id, ErrInvalid)
+	}
+	ts := fmtTime(now)
+	p, err := s.transition(ctx, id, action.Rejected, now,
+		`rejected_by = ?, rejected_at = ?, rejection_reason = ?`, by, ts, reason)
+	if err != nil {
+		return action.Proposal{}, fmt.Errorf("reject action %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// ExpireProposals moves every proposed or dry_run proposal whose
+// ExpiresAt is before now to expired, and returns how many it moved.
+func (s *Store) ExpireProposals(ctx context.Context, now time.Time) (n int, err error) {
+	ts := fmtTime(now)
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE action_proposals SET status = 'expired', updated_at = ?
+WHERE status IN ('proposed', 'dry_run') AND expires_at < ?`, ts, ts)
+		if err != nil {
+			return err
+		}
+		c, err := res.RowsAffected()
+		n = int(c)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire actions: %w", err)
+	}
+	return n, nil
+}
+
+// Claim atomically takes the oldest approved proposal (by approval time,
+// then id) and moves it approved -> executing, recording executor (for
+// example "host:pid") as ExecutedBy and now as ExecutedAt. It returns nil
+// when no proposal is approved. The claim is durable before Claim
+// returns, so a crash after it leaves the proposal visibly executing.
+func (s *Store) Claim(ctx context.Context, executor string, now time.Time) (*action.Proposal, error) {
+	if executor == "" {
+		return nil, fmt.Errorf("claim action: %w: executor name is required", ErrInvalid)
+	}
+	var out *action.Proposal
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM action_proposals WHERE status = 'approved'
+ORDER BY approved_at, id LIMIT 1`).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p, err := readProposal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		np, err := casProposal(ctx, tx, p, action.Executing, now,
+			`executed_by = ?, executed_at = ?`, executor, fmtTime(now))
+		if err != nil {
+			return err
+		}
+		out = &np
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim action: %w", err)
+	}
+	return out, nil
+}
+
+// ClaimID moves proposal id approved -> executing for executor, like
+// Claim but for one proposal.
+//
+// Errors: ErrNotFound; *action.ErrTransition when it is not approved
+// (including when another executor claimed it first).
+func (s *Store) ClaimID(ctx context.Context, id int64, executor string, now time.Time) (action.Proposal, error) {
+	if executor == "" {
+		return action.Proposal{}, fmt.Errorf("claim action %d: %w: executor name is required", id, ErrInvalid)
+	}
+	p, err := s.transition(ctx, id, action.Executing, now,
+		`executed_by = ?, executed_at = ?`, executor, fmtTime(now))
+	if err != nil {
+		return action.Proposal{}, fmt.Errorf("claim action %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// Finish ends an execution in one transaction: CAS executing -> to
+// (action.Completed or action.Failed), set Result and FinishedAt = now, and
+// append rec to the audit trail. Either both land or neither does.
+//
+// rec is completed from the proposal: ProposalID, TicketID, ActionType,
+// Params, ApprovedBy and ExecutedBy when empty, StartedAt defaults to the
+// proposal's ExecutedAt, FinishedAt to now, Message to result. DryRun is
+// forced false and Success is set to (to == action.Completed). The stored
+// record, with ID, PrevHash and Hash, is returned.
+//
+// Errors: ErrNotFound; *action.ErrTransition when the proposal is not
+// executing; ErrInvalid for another target status, a record naming another
+// proposal, or malformed JSON.
+func (s *Store) Finish(ctx context.Context, id int64, to action.Status, result string, rec action.Record, now time.Time) (action.Record, error) {
+	if to != action.Completed && to != action.Failed {
+		return action.Record{}, fmt.Errorf("finish action %d: %w: final status must be %s or %s, not %q",
+			id, ErrInvalid, action.Completed, action.Failed, to)
+	}
+	rec.DryRun = false
+	rec.Success = to == action.Completed
+	if rec.Message == "" {
+		rec.Message = result
+	}
+	var out action.Record
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		p, err := readProposal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		np, err := casProposal(ctx, tx, p, to, now, `result = ?, finished_at = ?`, result, fmtTime(now))
+		if err != nil {
+			return err
+		}
+		out, err = appendRecord(ctx, tx, np, rec, now)
+		return err
+	})
+	if err != nil {
+		return action.Record{}, fmt.Errorf("finish action %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// RecordDryRun records a dry run in one transaction: CAS proposed|dry_run
+// -> dry_run and append rec (DryRun forced true) to the audit trail. rec is
+// completed from the proposal as in Finish; StartedAt and FinishedAt
+// default to now. The proposal stays awaiting approval.
+//
+// Errors: ErrNotFound; *action.ErrTransition; ErrInvalid.
+func (s *Store) RecordDryRun(ctx context.Context, id int64, rec action.Record, now time.Time) (action.Record, error) {
+	rec.DryRun = true
+	var out action.Record
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		p, err := readProposal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		np, err := casProposal(ctx, tx, p, action.DryRun, now, "")
+		if err != nil {
+			return err
+		}
+		out, err = appendRecord(ctx, tx, np, rec, now)
+		return err
+	})
+	if err != nil {
+		return action.Record{}, fmt.Errorf("record dry run of action %d: %w", id, err)
+	}
+	return out, nil
+}
