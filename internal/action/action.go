@@ -112,6 +112,9 @@ type Outcome struct {
 	// Previous holds values replaced by the action (e.g. the old
 	// leader-schedule-limit), so that it can be rolled back.
 	Previous map[string]any `json:"previous,omitempty"`
+	// Observed holds what verification saw, e.g. {"operator_status":
+	// "SUCCESS", "leader_store_id": 5}, for the audit trail.
+	Observed map[string]any `json:"observed,omitempty"`
 }
 
 // Action is one entry of a subject's catalog.

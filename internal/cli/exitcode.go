@@ -2,61 +2,67 @@ package cli
 
 import (
 	"errors"
-	"fmt"
+	"strings"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/cli/cmdutil"
+	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/ticket"
 )
 
 // Exit codes. Scripts can branch on them; they are part of the CLI's
 // contract and documented in README.md.
 const (
-	ExitOK             = 0 // success
-	ExitError          = 1 // unexpected failure
-	ExitUsage          = 2 // wrong arguments or flags, invalid input
-	ExitNotFound       = 3 // unknown ticket, action or record id
-	ExitWrongState     = 4 // the object is not in a state that allows the request
-	ExitNoDatabase     = 5 // the SQLite file does not exist
-	ExitPDUnreachable  = 6 // PD did not answer
-	ExitViolations     = 7 // `operator check` found violated invariants
-	ExitVerifyFailed   = 8 // `operator audit verify` found a broken chain
-	ExitActionFailed   = 9 // the approved action failed, or a dry run found it invalid
+	ExitOK            = 0 // success
+	ExitError         = 1 // unexpected failure
+	ExitUsage         = 2 // wrong arguments or flags, invalid input or configuration
+	ExitNotFound      = 3 // unknown ticket, action or record id
+	ExitWrongState    = 4 // the object is not in a state that allows the request
+	ExitNoDatabase    = 5 // the SQLite file does not exist
+	ExitPDUnreachable = 6 // PD did not answer
+	ExitViolations    = 7 // `operator check` found violated invariants
+	ExitVerifyFailed  = 8 // `operator audit verify` found a broken chain
+	ExitActionFailed  = 9 // the approved action failed, or a dry run found it invalid
+	// ExitPendingOutcome: `actions approve` recorded the approval but the
+	// outcome is not known within --wait (no executor picked it up, or it
+	// is still executing).
 	ExitPendingOutcome = 10
 )
 
-// exitError carries an exit code with the error shown to the user.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// withCode wraps err with an exit code.
-func withCode(code int, err error) error {
+// ExitCode maps an error returned by a command to the process exit code.
+// Only the top level (Main) calls it; commands return typed errors.
+func ExitCode(err error) int {
 	if err == nil {
-		return nil
+		return ExitOK
 	}
-	return &exitError{code: code, err: err}
-}
-
-// usageErrorf reports bad input (exit 2).
-func usageErrorf(format string, a ...any) error {
-	return withCode(ExitUsage, fmt.Errorf(format, a...))
-}
-
-// silentExit ends with a code without printing anything more (the command
-// already printed its result).
-type silentExit int
-
-func (s silentExit) Error() string { return fmt.Sprintf("exit %d", int(s)) }
-
-func codeOf(err error) (int, bool) {
-	var s silentExit
-	if errors.As(err, &s) {
-		return int(s), true
+	var (
+		flagErr    *cmdutil.FlagError
+		actionErr  *action.ErrTransition
+		ticketErr  *ticket.ErrTransition
+		unknownCmd = strings.HasPrefix(err.Error(), "unknown command") ||
+			strings.HasPrefix(err.Error(), "unknown flag") ||
+			strings.HasPrefix(err.Error(), "unknown shorthand flag")
+	)
+	switch {
+	case errors.As(err, &flagErr), unknownCmd:
+		return ExitUsage
+	case errors.Is(err, store.ErrNoDatabase):
+		return ExitNoDatabase
+	case errors.Is(err, store.ErrNotFound):
+		return ExitNotFound
+	case errors.As(err, &actionErr), errors.As(err, &ticketErr), errors.Is(err, store.ErrExpired):
+		return ExitWrongState
+	case errors.Is(err, pd.ErrUnreachable):
+		return ExitPDUnreachable
+	case errors.Is(err, cmdutil.ErrViolations):
+		return ExitViolations
+	case errors.Is(err, cmdutil.ErrVerifyFailed):
+		return ExitVerifyFailed
+	case errors.Is(err, cmdutil.ErrActionFailed):
+		return ExitActionFailed
+	case errors.Is(err, cmdutil.ErrPending):
+		return ExitPendingOutcome
 	}
-	var e *exitError
-	if errors.As(err, &e) {
-		return e.code, false
-	}
-	return ExitError, false
+	return ExitError
 }

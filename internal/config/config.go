@@ -4,13 +4,18 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/tikvops/operator/internal/invariant"
 )
 
 // Duration is a time.Duration written in TOML as a Go duration string
@@ -124,17 +129,17 @@ type Config struct {
 	Diagnosis  Diagnosis  `toml:"diagnosis" json:"diagnosis"`
 	Actions    Actions    `toml:"actions" json:"actions"`
 	Server     Server     `toml:"server" json:"server"`
-	// Invariants holds thresholds, keyed by invariant; see package
-	// invariant for the fields.
-	Invariants InvariantConfig `toml:"invariants" json:"invariants"`
+	// Invariants holds the invariant thresholds and `for` durations
+	// ([invariants] in TOML, kebab-case keys; see invariant.Config).
+	Invariants invariant.Config `toml:"invariants" json:"invariants"`
 }
 
 // Default returns the built-in defaults.
 func Default() Config {
 	return Config{
-		PD:         PD{Endpoints: []string{"http://127.0.0.1:2379"}, Timeout: Duration{5 * time.Second}},
-		Database:   Database{Path: "operator.db"},
-		Monitor:    Monitor{Interval: Duration{10 * time.Second}, Quiet: Duration{30 * time.Second}},
+		PD:       PD{Endpoints: []string{"http://127.0.0.1:2379"}, Timeout: Duration{5 * time.Second}},
+		Database: Database{Path: "operator.db"},
+		Monitor:  Monitor{Interval: Duration{10 * time.Second}, Quiet: Duration{30 * time.Second}},
 		Diagnosis: Diagnosis{
 			Backend:     "rules",
 			TokenBudget: 50000,
@@ -152,34 +157,115 @@ func Default() Config {
 }
 
 // Load returns the defaults overlaid with the TOML file at path (when path
-// is not empty) and then with the environment. Unknown keys in the file are
-// an error, like PD's own config check, so a typo never passes silently.
+// is not empty) and then with the process environment (ApplyEnv), validated.
+// Unknown keys in the file are an error, like PD's own config check, so a
+// typo never passes silently.
 func Load(path string) (Config, error) {
+	return Resolve(path, os.Getenv, Overrides{})
+}
+
+// Overrides are the command-line flags that override the file and the
+// environment. Empty strings, nil slices and zero durations are "not set".
+type Overrides struct {
+	// PD replaces [pd] endpoints (--pd URL[,URL]).
+	PD []string
+	// DB replaces [database] path (--db).
+	DB string
+	// Prometheus replaces [prometheus] url (--prometheus).
+	Prometheus string
+	// CACert, Cert and Key replace the PD TLS files (--cacert, --cert,
+	// --key, as in pd-ctl).
+	CACert, Cert, Key string
+	// Interval replaces [monitor] interval (operator run --interval).
+	Interval time.Duration
+	// Listen replaces [server] listen (operator run --listen).
+	Listen string
+	// Backend replaces [diagnosis] backend (operator run --diagnosis).
+	Backend string
+}
+
+// Resolve builds the effective configuration: Default, then the TOML file
+// at path (skipped when path is empty), then the environment read through
+// getenv (ApplyEnv), then the flags in o. Flags win. The result is
+// validated; on error the partially built Config is returned with it.
+func Resolve(path string, getenv func(string) string, o Overrides) (Config, error) {
 	cfg := Default()
 	if path != "" {
-		md, err := toml.DecodeFile(path, &cfg)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return cfg, fmt.Errorf("config file %s does not exist", path)
-			}
-			return cfg, fmt.Errorf("config file %s: %w", path, err)
-		}
-		if und := md.Undecoded(); len(und) > 0 {
-			keys := make([]string, len(und))
-			for i, k := range und {
-				keys[i] = k.String()
-			}
-			return cfg, fmt.Errorf("config file %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		if err := decodeFile(path, &cfg); err != nil {
+			return cfg, err
 		}
 	}
-	ApplyEnv(&cfg, os.Getenv)
+	ApplyEnv(&cfg, getenv)
+	o.apply(&cfg)
 	return cfg, cfg.Validate()
 }
 
-// ApplyEnv overlays environment variables: OPERATOR_PD (comma-separated
-// URLs), OPERATOR_DB, OPERATOR_PROMETHEUS, OPERATOR_DIAGNOSIS_BACKEND,
-// ANTHROPIC_API_KEY, OPENAI_API_KEY, OPENAI_BASE_URL.
+func decodeFile(path string, cfg *Config) error {
+	md, err := toml.DecodeFile(path, cfg)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("config file %s does not exist", path)
+		}
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config file %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+func (o Overrides) apply(cfg *Config) {
+	if len(o.PD) > 0 {
+		cfg.PD.Endpoints = append([]string(nil), o.PD...)
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Database.Path, o.DB)
+	set(&cfg.Prometheus.URL, o.Prometheus)
+	set(&cfg.PD.CAPath, o.CACert)
+	set(&cfg.PD.CertPath, o.Cert)
+	set(&cfg.PD.KeyPath, o.Key)
+	set(&cfg.Server.Listen, o.Listen)
+	set(&cfg.Diagnosis.Backend, o.Backend)
+	if o.Interval != 0 {
+		cfg.Monitor.Interval = Duration{o.Interval}
+	}
+}
+
+// ApplyEnv overlays environment variables, which win over the file:
+// OPERATOR_PD (comma-separated URLs), OPERATOR_PD_CACERT, OPERATOR_PD_CERT,
+// OPERATOR_PD_KEY, OPERATOR_DB, OPERATOR_PROMETHEUS, OPERATOR_INTERVAL (a Go
+// duration; an invalid value is kept for Validate to report),
+// OPERATOR_LISTEN and OPERATOR_DIAGNOSIS_BACKEND. The providers' own
+// variables ANTHROPIC_API_KEY, OPENAI_API_KEY and OPENAI_BASE_URL are
+// fallbacks: they apply only when the file sets no value.
 func ApplyEnv(cfg *Config, getenv func(string) string) {
+	if v := getenv("OPERATOR_PD_CACERT"); v != "" {
+		cfg.PD.CAPath = v
+	}
+	if v := getenv("OPERATOR_PD_CERT"); v != "" {
+		cfg.PD.CertPath = v
+	}
+	if v := getenv("OPERATOR_PD_KEY"); v != "" {
+		cfg.PD.KeyPath = v
+	}
+	if v := getenv("OPERATOR_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			d = -1 // Validate reports a non-positive interval
+		}
+		cfg.Monitor.Interval = Duration{d}
+	}
+	if v := getenv("OPERATOR_LISTEN"); v != "" {
+		cfg.Server.Listen = v
+	}
 	if v := getenv("OPERATOR_PD"); v != "" {
 		cfg.PD.Endpoints = SplitList(v)
 	}
@@ -238,8 +324,27 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config: unknown diagnosis backend %q (want rules, anthropic or openai)", c.Diagnosis.Backend)
 	}
+	if c.Monitor.Quiet.Duration < 0 {
+		return fmt.Errorf("config: monitor quiet-period must not be negative, got %s", c.Monitor.Quiet)
+	}
 	if c.Actions.Expiry.Duration <= 0 {
 		return errors.New("config: proposal-expiry must be positive")
+	}
+	if c.Actions.ExecutionTimeout.Duration < 0 {
+		return errors.New("config: execution-timeout must not be negative")
+	}
+	if c.Prometheus.URL != "" {
+		if u, err := url.Parse(c.Prometheus.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: prometheus url %q must be an http:// or https:// URL", redactURL(c.Prometheus.URL))
+		}
+	}
+	if c.Server.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+			return fmt.Errorf("config: server listen %q must be host:port (empty disables the server): %v", c.Server.Listen, err)
+		}
+	}
+	if err := c.Invariants.Validate(); err != nil {
+		return fmt.Errorf("config: invariants: %w", err)
 	}
 	return nil
 }
@@ -254,6 +359,37 @@ func (c Config) Masked() Config {
 	}
 	c.Diagnosis.Anthropic.APIKey = mask(c.Diagnosis.Anthropic.APIKey)
 	c.Diagnosis.OpenAI.APIKey = mask(c.Diagnosis.OpenAI.APIKey)
-	c.PD.Endpoints = append([]string(nil), c.PD.Endpoints...)
+	eps := make([]string, len(c.PD.Endpoints))
+	for i, e := range c.PD.Endpoints {
+		eps[i] = redactURL(e)
+	}
+	c.PD.Endpoints = eps
+	c.Prometheus.URL = redactURL(c.Prometheus.URL)
+	c.Diagnosis.Anthropic.BaseURL = redactURL(c.Diagnosis.Anthropic.BaseURL)
+	c.Diagnosis.OpenAI.BaseURL = redactURL(c.Diagnosis.OpenAI.BaseURL)
 	return c
+}
+
+// redactURL masks the password of a URL with user info
+// ("http://u:p@host" -> "http://u:****@host"); other strings are returned
+// unchanged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "****")
+	}
+	return u.String()
+}
+
+// TOML renders c in the configuration file's format (what `operator config
+// show` prints): durations as Go duration strings, kebab-case keys.
+func (c Config) TOML() ([]byte, error) {
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		return nil, fmt.Errorf("config: encode TOML: %w", err)
+	}
+	return b.Bytes(), nil
 }

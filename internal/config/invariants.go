@@ -1,7 +1,7 @@
 package config
 
-// InvariantConfig is a placeholder until package invariant's Config lands.
-type InvariantConfig struct{}
+import "github.com/tikvops/operator/internal/invariant"
 
-// DefaultInvariants returns the invariant defaults.
-func DefaultInvariants() InvariantConfig { return InvariantConfig{} }
+// DefaultInvariants returns the invariant thresholds' defaults
+// (invariant.DefaultConfig).
+func DefaultInvariants() invariant.Config { return invariant.DefaultConfig() }

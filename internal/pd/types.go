@@ -149,7 +149,7 @@ type Peer struct {
 // IsVoter reports whether the peer votes (Voter, IncomingVoter or
 // DemotingVoter).
 func (p Peer) IsVoter() bool {
-	if p.IsLearner || p.RoleName == "Learner" {
+	if p.IsLearner || p.RoleName == "Learner" || p.Role == 1 { // metapb.PeerRole_Learner
 		return false
 	}
 	return true

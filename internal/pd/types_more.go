@@ -1,5 +1,12 @@
 package pd
 
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
 // ScheduleConfig is the part of GET /pd/api/v1/config/schedule the operator
 // uses (PD v8.1 pkg/schedule/config/config.go). Durations are Go duration
 // strings.
@@ -114,4 +121,86 @@ type Operator struct {
 	Kind     int    `json:"kind"`
 	Timeout  string `json:"timeout"`
 	Status   int    `json:"status"` // 0 CREATED,1 STARTED,2 SUCCESS,3 CANCELED,4 REPLACED,5 EXPIRED,6 TIMEOUT
+}
+
+// ClusterStatus is GET /pd/api/v1/cluster/status (PD v8.1
+// server/cluster/cluster.go:175). RaftBootstrapTime is the zero time before
+// the first TiKV store bootstraps the cluster.
+type ClusterStatus struct {
+	RaftBootstrapTime time.Time `json:"raft_bootstrap_time"`
+	IsInitialized     bool      `json:"is_initialized"`
+	ReplicationStatus string    `json:"replication_status"`
+}
+
+// OperatorStatus is the status of a region's operator as GET
+// /pd/api/v1/operators/{region_id} renders it (pdpb.OperatorStatus names).
+type OperatorStatus string
+
+// Operator statuses. PD renders a created but not yet started operator as
+// the invalid enum value "5"; ParseRegionOperator maps it to
+// OperatorCreated. PD maps its EXPIRED status to TIMEOUT.
+const (
+	OperatorCreated OperatorStatus = "CREATED"
+	OperatorRunning OperatorStatus = "RUNNING"
+	OperatorSuccess OperatorStatus = "SUCCESS"
+	OperatorTimeout OperatorStatus = "TIMEOUT"
+	OperatorCancel  OperatorStatus = "CANCEL"
+	OperatorReplace OperatorStatus = "REPLACE"
+)
+
+// Finished reports whether the status is final (SUCCESS, TIMEOUT, CANCEL or
+// REPLACE).
+func (s OperatorStatus) Finished() bool {
+	switch s {
+	case OperatorSuccess, OperatorTimeout, OperatorCancel, OperatorReplace:
+		return true
+	}
+	return false
+}
+
+// RegionOperator is the answer of GET /pd/api/v1/operators/{region_id}: a
+// JSON string "status: RUNNING, operator: <description>" (PD v8.1
+// pkg/schedule/operator/operator_controller.go:899).
+type RegionOperator struct {
+	Status OperatorStatus `json:"status"`
+	// Desc is PD's rendering of the operator, e.g. `"transfer-leader
+	// {transfer leader: store 1 to 2} (kind:admin,leader, region:2(5, 3),
+	// ...)"`.
+	Desc string `json:"desc"`
+}
+
+// ParseRegionOperator parses the body of GET /pd/api/v1/operators/{id}. It
+// accepts the JSON string PD sends, and the same text unquoted; anything
+// without a "status: X" prefix is an error.
+func ParseRegionOperator(body []byte) (*RegionOperator, error) {
+	text := strings.TrimSpace(string(body))
+	var s string
+	if err := json.Unmarshal([]byte(text), &s); err == nil {
+		text = s
+	} else if strings.HasPrefix(text, `"`) {
+		return nil, fmt.Errorf("operator status: %w", err)
+	}
+	rest, ok := strings.CutPrefix(text, "status: ")
+	if !ok {
+		return nil, fmt.Errorf("operator status: unexpected text %q", truncate(text, 120))
+	}
+	status, desc, _ := strings.Cut(rest, ",")
+	status = strings.TrimSpace(status)
+	desc = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(desc), "operator:"))
+	op := &RegionOperator{Status: OperatorStatus(status), Desc: strings.TrimSpace(desc)}
+	switch op.Status {
+	case OperatorRunning, OperatorSuccess, OperatorTimeout, OperatorCancel, OperatorReplace:
+	case "5":
+		op.Status = OperatorCreated
+	default:
+		return nil, fmt.Errorf("operator status: unknown status %q", status)
+	}
+	return op, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -1,0 +1,29 @@
+// Package actions groups the `operator actions` commands.
+package actions
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/tikvops/operator/internal/cli/actions/approve"
+	"github.com/tikvops/operator/internal/cli/actions/list"
+	"github.com/tikvops/operator/internal/cli/actions/reject"
+	"github.com/tikvops/operator/internal/cli/actions/show"
+	"github.com/tikvops/operator/internal/cli/cmdutil"
+)
+
+// NewCmdActions returns `operator actions` with its subcommands.
+func NewCmdActions(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "actions <command>",
+		Aliases: []string{"action"},
+		Short:   "List, show, dry-run, approve and reject proposed actions",
+		Args:    cobra.NoArgs,
+	}
+	cmd.AddCommand(
+		list.NewCmdList(f, nil),
+		show.NewCmdShow(f, nil),
+		approve.NewCmdApprove(f, nil),
+		reject.NewCmdReject(f, nil),
+	)
+	return cmd
+}

@@ -1,0 +1,128 @@
+// Package list implements `operator actions list`.
+package list
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/cli/cmdutil"
+	"github.com/tikvops/operator/internal/cli/iostreams"
+	"github.com/tikvops/operator/internal/store"
+)
+
+// ListOptions are the parsed flags of `operator actions list`.
+type ListOptions struct {
+	IO     *iostreams.IOStreams
+	Store  func(ctx context.Context) (*store.Store, error)
+	Now    func() time.Time
+	Format string
+	// Statuses keeps proposals in these statuses; empty means all.
+	Statuses []action.Status
+	// TicketID keeps one ticket's proposals; 0 means all.
+	TicketID int64
+	Limit    int
+}
+
+// NewCmdList returns the command; runF replaces listRun in tests.
+func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+	opts := &ListOptions{IO: f.IOStreams, Store: f.Store, Now: f.Now}
+	var statuses []string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List proposed actions, newest first",
+		Example: `  operator actions list
+  operator actions list --status proposed
+  operator actions list --ticket 3 -o json`,
+		Args: cmdutil.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Format = f.Format()
+			st, err := ParseStatuses(statuses)
+			if err != nil {
+				return err
+			}
+			opts.Statuses = st
+			if opts.Limit < 0 || opts.TicketID < 0 {
+				return cmdutil.FlagErrorf("--limit and --ticket must not be negative")
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return listRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringSliceVar(&statuses, "status", nil,
+		"only actions in these statuses: proposed, dry_run, approved, rejected, executing, completed, failed, expired, pending (proposed+dry_run)")
+	cmd.Flags().Int64Var(&opts.TicketID, "ticket", 0, "only the actions proposed for this ticket")
+	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many actions (0: all)")
+	return cmd
+}
+
+var allStatuses = []action.Status{action.Proposed, action.DryRun, action.Approved, action.Rejected,
+	action.Executing, action.Completed, action.Failed, action.Expired}
+
+// ParseStatuses validates --status values; "pending" means proposed and
+// dry_run (awaiting a human), "all" (or nothing) every status.
+func ParseStatuses(in []string) ([]action.Status, error) {
+	var out []action.Status
+	for _, s := range in {
+		v := action.Status(strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), "-", "_"))
+		switch {
+		case v == "pending":
+			out = append(out, action.Proposed, action.DryRun)
+			continue
+		case v == "all":
+			return nil, nil
+		}
+		ok := false
+		for _, a := range allStatuses {
+			ok = ok || a == v
+		}
+		if !ok {
+			return nil, cmdutil.FlagErrorf("invalid --status %q: want proposed, dry_run, approved, rejected, executing, completed, failed, expired, pending or all", s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func listRun(ctx context.Context, opts *ListOptions) error {
+	st, err := opts.Store(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ps, err := st.Proposals(ctx, store.ProposalFilter{Statuses: opts.Statuses, TicketID: opts.TicketID, Limit: opts.Limit})
+	if err != nil {
+		return err
+	}
+	if opts.Format == cmdutil.FormatJSON {
+		if ps == nil {
+			ps = []action.Proposal{}
+		}
+		return cmdutil.PrintJSON(opts.IO.Out, ps)
+	}
+	if len(ps) == 0 {
+		fmt.Fprintln(opts.IO.ErrOut, "no actions")
+		return nil
+	}
+	now := opts.Now()
+	tw := cmdutil.NewTable(opts.IO.Out, "ID", "TICKET", "STATUS", "ACTION", "PARAMS", "URGENCY", "PROPOSED", "BY", "DECIDED BY")
+	for _, p := range ps {
+		decided := "-"
+		switch {
+		case p.ApprovedBy != "":
+			decided = p.ApprovedBy
+		case p.RejectedBy != "":
+			decided = p.RejectedBy + " (rejected)"
+		}
+		tw.Row(strconv.FormatInt(p.ID, 10), "#"+strconv.FormatInt(p.TicketID, 10), string(p.Status), p.ActionType,
+			cmdutil.CompactJSON(p.Params), string(p.Urgency), cmdutil.Ago(p.ProposedAt, now), p.ProposedBy, decided)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,160 @@
+// Package cmdutil holds what every operator command shares: the Factory that
+// hands commands their dependencies (streams, configuration, database, PD
+// client), the errors the top level maps to exit codes, and output helpers
+// (tables, JSON). It follows GitHub CLI's pkg/cmdutil.
+package cmdutil
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/cli/iostreams"
+	"github.com/tikvops/operator/internal/config"
+	"github.com/tikvops/operator/internal/executor"
+	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/tikv"
+)
+
+// Output formats of the global -o flag.
+const (
+	FormatTable = "table"
+	FormatJSON  = "json"
+)
+
+// GlobalFlags are the root command's persistent flags. Commands may add
+// their own overrides (operator run --interval) to Overrides before they
+// call Factory.Config.
+type GlobalFlags struct {
+	// ConfigFile is --config (default $OPERATOR_CONFIG).
+	ConfigFile string
+	// PD is --pd, comma-separated PD URLs as pd-ctl's -u.
+	PD string
+	// Output is -o: FormatTable or FormatJSON.
+	Output string
+	// Overrides holds --db, --prometheus, --cacert, --cert, --key and the
+	// per-command overrides.
+	Overrides config.Overrides
+}
+
+// Factory gives commands their dependencies; tests replace its fields.
+type Factory struct {
+	IOStreams *iostreams.IOStreams
+	Flags     *GlobalFlags
+	// Getenv reads the environment (os.Getenv).
+	Getenv func(string) string
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// Version is the operator version printed by `operator version`.
+	Version string
+	// Config returns the effective configuration: defaults < TOML file
+	// (--config or $OPERATOR_CONFIG) < environment < flags.
+	Config func() (config.Config, error)
+	// OpenStore opens the existing database named by cfg. It never creates
+	// a file: a missing one is store.ErrNoDatabase (exit 5).
+	OpenStore func(ctx context.Context, cfg config.Config) (*store.Store, error)
+	// PDClient returns a PD client for cfg's endpoints and TLS files; it
+	// does no I/O.
+	PDClient func(cfg config.Config) (*pd.Client, error)
+	// Catalog returns the TiKV action catalog acting through a PD client
+	// for cfg; building it does no I/O.
+	Catalog func(cfg config.Config) (*action.Catalog, error)
+	// Executor returns the approval gate and executor over st and the
+	// catalog for cfg, with the approval policy of [actions]. The CLI uses
+	// it for dry runs, approvals and rejections; it never calls Run.
+	Executor func(cfg config.Config, st *store.Store) (*executor.Executor, error)
+}
+
+// New returns the production Factory: the process's streams and
+// environment, the real clock, and SQLite/PD from the configuration.
+func New(version string) *Factory {
+	f := &Factory{
+		IOStreams: iostreams.System(),
+		Flags:     &GlobalFlags{Output: FormatTable},
+		Getenv:    os.Getenv,
+		Now:       time.Now,
+		Version:   version,
+	}
+	f.Config = func() (config.Config, error) { return ResolveConfig(f) }
+	f.OpenStore = func(ctx context.Context, cfg config.Config) (*store.Store, error) {
+		return store.Open(ctx, cfg.Database.Path, store.Options{})
+	}
+	f.PDClient = NewPDClient
+	f.Catalog = func(cfg config.Config) (*action.Catalog, error) {
+		c, err := f.PDClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return tikv.NewCatalog(c), nil
+	}
+	f.Executor = func(cfg config.Config, st *store.Store) (*executor.Executor, error) {
+		c, err := f.PDClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return executor.New(executor.Options{
+			Store:   st,
+			Catalog: tikv.NewCatalog(c),
+			Capture: func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
+				return tikv.CaptureState(ctx, c, params)
+			},
+			Name:                    "cli:" + executor.DefaultName(),
+			MaxPerHour:              cfg.Actions.MaxExecutionsPerHour,
+			RequireDistinctApprover: cfg.Actions.RequireDistinctApprover,
+			Clock:                   f.Now,
+		}), nil
+	}
+	return f
+}
+
+// ResolveConfig resolves f's configuration from its flags and environment.
+// A configuration that does not load or validate is a usage error (exit 2).
+func ResolveConfig(f *Factory) (config.Config, error) {
+	path := f.Flags.ConfigFile
+	if path == "" {
+		path = f.Getenv("OPERATOR_CONFIG")
+	}
+	o := f.Flags.Overrides
+	if f.Flags.PD != "" {
+		o.PD = config.SplitList(f.Flags.PD)
+	}
+	cfg, err := config.Resolve(path, f.Getenv, o)
+	if err != nil {
+		return cfg, FlagErrorWrap(err)
+	}
+	return cfg, nil
+}
+
+// NewPDClient builds a PD client for cfg: endpoints, request timeout and
+// TLS files (CA, client certificate and key) when configured.
+func NewPDClient(cfg config.Config) (*pd.Client, error) {
+	opts := []pd.Option{}
+	if cfg.PD.Timeout.Duration > 0 {
+		opts = append(opts, pd.WithTimeout(cfg.PD.Timeout.Duration))
+	}
+	if cfg.PD.CAPath != "" || cfg.PD.CertPath != "" {
+		opts = append(opts, pd.WithTLSFiles(cfg.PD.CAPath, cfg.PD.CertPath, cfg.PD.KeyPath))
+	}
+	c, err := pd.New(cfg.PD.Endpoints, opts...)
+	if err != nil {
+		return nil, FlagErrorWrap(fmt.Errorf("pd client: %w", err))
+	}
+	return c, nil
+}
+
+// WhoAmI is the default approver/rejecter name when --as is not given: the
+// OS user, else $USER, else "unknown".
+func WhoAmI(getenv func(string) string) string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if v := getenv("USER"); v != "" {
+		return v
+	}
+	return "unknown"
+}

@@ -1,0 +1,137 @@
+// Package list implements `operator tickets list`.
+package list
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/cli/cmdutil"
+	"github.com/tikvops/operator/internal/cli/iostreams"
+	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/ticket"
+)
+
+// ListOptions are the parsed flags of `operator tickets list`.
+type ListOptions struct {
+	IO    *iostreams.IOStreams
+	Store func(ctx context.Context) (*store.Store, error)
+	Now   func() time.Time
+	// Format is the global -o (table or json).
+	Format string
+	// Statuses keeps tickets in these statuses; empty means all.
+	Statuses []ticket.Status
+	// Limit caps the rows (newest first); 0 means no limit.
+	Limit int
+}
+
+// NewCmdList returns the command; runF replaces listRun in tests.
+func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+	opts := &ListOptions{IO: f.IOStreams, Store: f.Store, Now: f.Now}
+	var statuses []string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tickets, newest first",
+		Long: `List tickets, newest first: one per violated invariant and subject
+(for example leader_imbalance/cluster or store_disconnected/store:4).
+
+The ACTION column shows the ticket's latest action proposal, if any.`,
+		Example: `  operator tickets list
+  operator tickets list --status open,diagnosed
+  operator tickets list -o json`,
+		Args: cmdutil.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Format = f.Format()
+			st, err := ParseStatuses(statuses)
+			if err != nil {
+				return err
+			}
+			opts.Statuses = st
+			if opts.Limit < 0 {
+				return cmdutil.FlagErrorf("--limit must not be negative, got %d", opts.Limit)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return listRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringSliceVar(&statuses, "status", nil, "only tickets in these statuses: open, diagnosed, resolved, active (open+diagnosed)")
+	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many tickets (0: all)")
+	return cmd
+}
+
+// ParseStatuses validates --status values; "active" means open and
+// diagnosed, "all" (or nothing) every status.
+func ParseStatuses(in []string) ([]ticket.Status, error) {
+	var out []ticket.Status
+	for _, s := range in {
+		switch v := ticket.Status(strings.ToLower(strings.TrimSpace(s))); v {
+		case ticket.Open, ticket.Diagnosed, ticket.Resolved:
+			out = append(out, v)
+		case "active":
+			out = append(out, ticket.Open, ticket.Diagnosed)
+		case "all":
+			return nil, nil
+		default:
+			return nil, cmdutil.FlagErrorf("invalid --status %q: want open, diagnosed, resolved, active or all", s)
+		}
+	}
+	return out, nil
+}
+
+// Row is one ticket as `-o json` prints it: the ticket plus its latest
+// proposal's id and status.
+type Row struct {
+	ticket.Ticket
+	ActionID     int64         `json:"action_id,omitempty"`
+	ActionType   string        `json:"action_type,omitempty"`
+	ActionStatus action.Status `json:"action_status,omitempty"`
+}
+
+func listRun(ctx context.Context, opts *ListOptions) error {
+	st, err := opts.Store(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ts, err := st.Tickets(ctx, store.TicketFilter{Statuses: opts.Statuses, Limit: opts.Limit})
+	if err != nil {
+		return err
+	}
+	rows := make([]Row, len(ts))
+	for i, t := range ts {
+		rows[i].Ticket = t
+		// Proposals are newest first: the first is the latest.
+		ps, err := st.Proposals(ctx, store.ProposalFilter{TicketID: t.ID, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(ps) > 0 {
+			rows[i].ActionID, rows[i].ActionType, rows[i].ActionStatus = ps[0].ID, ps[0].ActionType, ps[0].Status
+		}
+	}
+	if opts.Format == cmdutil.FormatJSON {
+		return cmdutil.PrintJSON(opts.IO.Out, rows)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(opts.IO.ErrOut, "no tickets")
+		return nil
+	}
+	now := opts.Now()
+	tw := cmdutil.NewTable(opts.IO.Out, "ID", "STATUS", "SEVERITY", "INVARIANT", "SUBJECT", "SEEN", "LAST SEEN", "ACTION", "SUMMARY")
+	for _, r := range rows {
+		act := "-"
+		if r.ActionID != 0 {
+			act = fmt.Sprintf("#%d %s (%s)", r.ActionID, r.ActionType, r.ActionStatus)
+		}
+		tw.Row(strconv.FormatInt(r.ID, 10), string(r.Status), string(r.Severity), r.Invariant, r.Subject,
+			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, cmdutil.Truncate(r.Summary, 80))
+	}
+	return tw.Flush()
+}

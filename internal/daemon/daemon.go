@@ -1,0 +1,308 @@
+// Package daemon wires the operator's long-running parts into the process
+// `operator run` starts: the monitor loop (invariants -> tickets), the
+// diagnosis runner (tickets -> diagnoses and proposals), the executor
+// (approved proposals -> PD -> audit records), and an HTTP server with
+// /metrics (Prometheus) and /healthz. It owns no logic of its own besides
+// the wiring, the re-evaluation of a ticket after an execution, and the
+// graceful shutdown.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tikvops/operator/internal/config"
+	"github.com/tikvops/operator/internal/diagnose"
+	"github.com/tikvops/operator/internal/executor"
+	"github.com/tikvops/operator/internal/invariant"
+	"github.com/tikvops/operator/internal/monitor"
+	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/tikv"
+)
+
+// Defaults of the daemon's own timings.
+const (
+	// DiagnoseInterval is how often the diagnosis runner looks for open
+	// tickets (a cheap indexed query).
+	DiagnoseInterval = 2 * time.Second
+	// ShutdownTimeout bounds the HTTP server's graceful shutdown.
+	ShutdownTimeout = 5 * time.Second
+)
+
+// Options configure a Daemon.
+type Options struct {
+	// Config is the effective configuration (config.Resolve).
+	Config config.Config
+	// Version is reported by /healthz and operator_build_info.
+	Version string
+	// Logger receives structured logs; nil logs text to stderr.
+	Logger *slog.Logger
+	// Getenv reads the environment for the executor's fault injection
+	// (executor.CrashEnv, tests only) and the LLM keys; nil is os.Getenv.
+	Getenv func(string) string
+	// OnListen, when not nil, is called with the HTTP server's address once
+	// it listens (useful with a ":0" port).
+	OnListen func(addr string)
+}
+
+// Daemon is a configured `operator run`. Create it with New and start it
+// with Run.
+type Daemon struct {
+	opts Options
+	cfg  config.Config
+	log  *slog.Logger
+
+	// state for /healthz
+	mu      sync.Mutex
+	started time.Time
+	mon     *monitor.Monitor
+}
+
+// New checks the configuration and returns a Daemon. It does no I/O.
+func New(opts Options) (*Daemon, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	return &Daemon{opts: opts, cfg: opts.Config, log: opts.Logger}, nil
+}
+
+// Run opens (creating if needed) the database, starts the monitor, the
+// diagnosis runner, the executor and the HTTP server, and blocks until ctx
+// ends or a part fails fatally. On ctx's end (SIGINT/SIGTERM in `operator
+// run`) it stops looking for new work, lets an execution in flight finish
+// and record its outcome (the executor's own deadline bounds it), stops the
+// HTTP server and closes the database; it then returns nil. Errors: the
+// database cannot be opened, the listen address is taken, the PD client or
+// the diagnosis backend cannot be built, or the executor's start-up
+// recovery fails.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.cfg
+	log := d.log
+	st, err := store.Open(ctx, cfg.Database.Path, store.Options{Create: true, Logger: log.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer st.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(d.opts.Version),
+	)
+
+	crash, err := executor.NewCrasherFromEnv()
+	if err != nil {
+		return fmt.Errorf("%s: %w", executor.CrashEnv, err)
+	}
+	if crash != nil {
+		log.Warn("fault injection enabled: the process kills itself during an execution", "env", executor.CrashEnv, "point", crash.Point())
+	}
+
+	// The PD client reports every request to the monitor's metrics (and to
+	// the crash hook in tests); the monitor exists before any request.
+	var mon *monitor.Monitor
+	crashObs := crash.Observer()
+	observer := func(method, path string, status int, dur time.Duration, n int64) {
+		mon.ObservePDRequest(method, path, status, dur, n)
+		if crashObs != nil {
+			crashObs(method, path, status, dur, n)
+		}
+	}
+	pdc, err := NewPDClient(cfg, pd.WithObserver(observer), pd.WithLogger(log.With("component", "pd")))
+	if err != nil {
+		return err
+	}
+	collect := func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) }
+	mon = monitor.New(monitor.Options{
+		Interval:       cfg.Monitor.Interval.Duration,
+		Invariants:     invariant.Default(cfg.Invariants),
+		Collect:        collect,
+		Sink:           st,
+		Quiet:          cfg.Monitor.Quiet.Duration,
+		UnreachableFor: cfg.Invariants.ForOf(invariant.NamePDUnreachable),
+		Logger:         log.With("component", "monitor"),
+		Registerer:     reg,
+	})
+
+	catalog := tikv.NewCatalog(pdc, tikv.WithLogger(log.With("component", "action")), tikv.WithVerifyTimeout(cfg.Actions.ExecutionTimeout.Duration))
+	var prom *tikv.Prom
+	if cfg.Prometheus.URL != "" {
+		if prom, err = tikv.NewProm(cfg.Prometheus.URL, nil); err != nil {
+			return fmt.Errorf("prometheus: %w", err)
+		}
+	}
+	backend, err := NewBackend(cfg, pdc, prom, d.opts.Getenv, log.With("component", "diagnose"))
+	if err != nil {
+		return err
+	}
+	runner := &diagnose.Runner{
+		Source:      st,
+		Gather:      NewGatherer(pdc, prom, catalog, log.With("component", "gather")),
+		Backend:     backend,
+		Catalog:     catalog,
+		Sink:        storeSink{st},
+		ProposalTTL: cfg.Actions.Expiry.Duration,
+		Logger:      log.With("component", "diagnose"),
+	}
+	reeval := NewReevaluator(collect, cfg.Invariants, time.Now)
+	exec := executor.New(executor.Options{
+		Store:   st,
+		Catalog: catalog,
+		Capture: func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
+			return tikv.CaptureState(ctx, pdc, params)
+		},
+		Reevaluate:              reeval.Reevaluate,
+		Timeout:                 cfg.Actions.ExecutionTimeout.Duration,
+		MaxPerHour:              cfg.Actions.MaxExecutionsPerHour,
+		RequireDistinctApprover: cfg.Actions.RequireDistinctApprover,
+		Logger:                  log.With("component", "executor"),
+		Registerer:              reg,
+		Crash:                   crash,
+	})
+
+	var ln net.Listener
+	if cfg.Server.Listen != "" {
+		if ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+			return fmt.Errorf("listen on %s for /metrics and /healthz: %w", cfg.Server.Listen, err)
+		}
+	}
+	d.mu.Lock()
+	d.started, d.mon = time.Now(), mon
+	d.mu.Unlock()
+
+	log.Info("operator started", "version", d.opts.Version, "pd", cfg.PD.Endpoints, "db", st.Path(),
+		"interval", cfg.Monitor.Interval.Duration, "quiet", cfg.Monitor.Quiet.Duration,
+		"diagnosis", backend.Name(), "listen", cfg.Server.Listen, "tls", cfg.PD.CAPath != "" || cfg.PD.CertPath != "")
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		fatalMu  sync.Mutex
+		fatalErr error
+	)
+	fail := func(part string, err error) {
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		fatalMu.Lock()
+		if fatalErr == nil {
+			fatalErr = fmt.Errorf("%s: %w", part, err)
+		}
+		fatalMu.Unlock()
+		log.Error("part failed; shutting down", "part", part, "err", err)
+		cancel()
+	}
+	goPart := func(part string, run func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail(part, run())
+		}()
+	}
+	goPart("monitor", func() error { return mon.Run(ctx) })
+	goPart("diagnosis", func() error { return runner.Run(ctx, DiagnoseInterval) })
+	goPart("executor", func() error { return exec.Run(ctx) })
+	var srv *http.Server
+	if ln != nil {
+		srv = &http.Server{Handler: d.handler(reg, cfg, backend.Name()), ReadHeaderTimeout: 5 * time.Second}
+		if d.opts.OnListen != nil {
+			d.opts.OnListen(ln.Addr().String())
+		}
+		log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+		goPart("http", func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: finishing work in flight")
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+		scancel()
+	}
+	wg.Wait()
+	if left, err := st.Executing(context.Background()); err == nil && len(left) > 0 {
+		// The executor records executions in flight before it returns;
+		// anything left here is reported, and recovered as interrupted
+		// at the next start.
+		ids := make([]int64, len(left))
+		for i, p := range left {
+			ids[i] = p.ID
+		}
+		log.Warn("actions still executing at shutdown; the next start records them as interrupted", "action_ids", ids)
+	}
+	fatalMu.Lock()
+	defer fatalMu.Unlock()
+	if fatalErr != nil {
+		return fatalErr
+	}
+	log.Info("operator stopped")
+	return nil
+}
+
+// NewPDClient builds the daemon's PD client: endpoints, timeout, and the
+// TLS files of [pd] when set.
+func NewPDClient(cfg config.Config, opts ...pd.Option) (*pd.Client, error) {
+	if cfg.PD.Timeout.Duration > 0 {
+		opts = append(opts, pd.WithTimeout(cfg.PD.Timeout.Duration))
+	}
+	if cfg.PD.CAPath != "" || cfg.PD.CertPath != "" {
+		opts = append(opts, pd.WithTLSFiles(cfg.PD.CAPath, cfg.PD.CertPath, cfg.PD.KeyPath))
+	}
+	c, err := pd.New(cfg.PD.Endpoints, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pd client: %w", err)
+	}
+	return c, nil
+}
+
+// storeSink adapts the store to the diagnosis runner's Sink.
+type storeSink struct{ st *store.Store }
+
+func (s storeSink) SaveDiagnosis(ctx context.Context, ticketID int64, r diagnose.Result, now time.Time) (int64, error) {
+	in := store.DiagnosisInput{Markdown: r.Markdown, JSON: r.JSON, Proposal: r.Proposal}
+	if r.Diagnosis != nil {
+		in.Backend = r.Diagnosis.Backend
+		in.InputTokens, in.OutputTokens = r.Diagnosis.Usage.InputTokens, r.Diagnosis.Usage.OutputTokens
+	}
+	return s.st.SaveDiagnosis(ctx, ticketID, in, now)
+}
+
+func (s storeSink) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error {
+	return s.st.DiagnosisFailed(ctx, ticketID, errMsg, next)
+}
+
+func buildInfo(version string) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "operator_build_info",
+		Help: "Always 1; the version label is the operator's version.",
+	}, []string{"version"})
+	g.WithLabelValues(version).Set(1)
+	return g
+}

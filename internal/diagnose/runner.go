@@ -1,0 +1,271 @@
+package diagnose
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/ticket"
+)
+
+// TicketSource lists the tickets due for a diagnosis: open, and past their
+// retry backoff (ticket store: TicketsToDiagnose).
+type TicketSource interface {
+	TicketsToDiagnose(ctx context.Context, now time.Time, limit int) ([]ticket.Ticket, error)
+}
+
+// Gatherer builds the Context of a ticket from the cluster (PD, and
+// Prometheus when configured). An error means the cluster could not be
+// read; the ticket is retried later.
+type Gatherer interface {
+	Gather(ctx context.Context, t ticket.Ticket) (*Context, error)
+}
+
+// GatherFunc adapts a function to Gatherer.
+type GatherFunc func(ctx context.Context, t ticket.Ticket) (*Context, error)
+
+// Gather calls f.
+func (f GatherFunc) Gather(ctx context.Context, t ticket.Ticket) (*Context, error) { return f(ctx, t) }
+
+// Result is what the runner stores for one diagnosed ticket.
+type Result struct {
+	// Diagnosis is the validated diagnosis.
+	Diagnosis *Diagnosis
+	// Markdown is Diagnosis.Markdown(); JSON is Diagnosis as JSON.
+	Markdown string
+	JSON     json.RawMessage
+	// Proposal is the action proposal to create in status proposed, or nil
+	// when the diagnosis proposes nothing (or its proposal was rejected).
+	Proposal *action.Proposal
+}
+
+// Sink stores the runner's outcomes (ticket store: SaveDiagnosis,
+// DiagnosisFailed, through a small adapter).
+type Sink interface {
+	// SaveDiagnosis stores r on the open ticket (open -> diagnosed) and
+	// creates r.Proposal if any, in one transaction; it returns the
+	// proposal id or 0.
+	SaveDiagnosis(ctx context.Context, ticketID int64, r Result, now time.Time) (proposalID int64, err error)
+	// DiagnosisFailed records a failed attempt; the ticket stays open and
+	// is due again at next.
+	DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error
+}
+
+// Runner defaults.
+const (
+	DefaultProposalTTL = 24 * time.Hour
+	DefaultMaxAttempts = 5
+	DefaultBatch       = 10
+)
+
+// Runner diagnoses the tickets a TicketSource reports, one pass at a time:
+// gather the Context, call the Backend, Validate the answer against the
+// catalog, store markdown, JSON and (if any) the proposal. A failure
+// (cluster unreadable, backend unavailable, invalid output, budget) leaves
+// the ticket open with a backoff; after MaxAttempts failures the ticket
+// gets a diagnosis without a proposal saying that a human must look, so it
+// does not retry (and spend tokens) forever.
+type Runner struct {
+	Source  TicketSource
+	Gather  Gatherer
+	Backend Backend
+	Catalog *action.Catalog
+	Sink    Sink
+	// Batch caps tickets per pass; DefaultBatch when 0.
+	Batch int
+	// ProposalTTL is how long a proposal may be approved;
+	// DefaultProposalTTL when 0.
+	ProposalTTL time.Duration
+	// MaxAttempts is the failed attempts after which a ticket gets a
+	// fallback diagnosis; DefaultMaxAttempts when 0.
+	MaxAttempts int
+	// Backoff is the wait before retry number attempt (1-based);
+	// DefaultBackoff when nil.
+	Backoff func(attempt int) time.Duration
+	// Logger: slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// DefaultBackoff waits 1 minute after the first failure, doubling up to 1
+// hour.
+func DefaultBackoff(attempt int) time.Duration {
+	d := time.Minute
+	for i := 1; i < attempt && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// Stats counts what one pass did.
+type Stats struct {
+	Diagnosed int // stored with or without a proposal
+	Proposals int // proposals created
+	Rejected  int // proposals Validate refused
+	Failed    int // attempts recorded as failed (ticket stays open)
+	GaveUp    int // tickets given the fallback diagnosis after MaxAttempts
+}
+
+// RunOnce runs one pass at time now (tickets due at now). It returns an
+// error only when the source cannot be read; per-ticket failures are
+// recorded on the ticket and counted in Stats.
+func (r *Runner) RunOnce(ctx context.Context, now time.Time) (Stats, error) {
+	var st Stats
+	batch := r.Batch
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	tickets, err := r.Source.TicketsToDiagnose(ctx, now, batch)
+	if err != nil {
+		return st, fmt.Errorf("diagnose: list tickets: %w", err)
+	}
+	for _, t := range tickets {
+		if ctx.Err() != nil {
+			return st, ctx.Err()
+		}
+		r.one(ctx, t, now, &st)
+	}
+	return st, nil
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+func (r *Runner) one(ctx context.Context, t ticket.Ticket, now time.Time, st *Stats) {
+	log := r.logger().With("component", "diagnose", "ticket", t.ID, "key", t.Key, "backend", r.Backend.Name())
+	d, err := r.diagnose(ctx, t)
+	if err != nil {
+		r.failed(ctx, log, t, now, err, st)
+		return
+	}
+	if d.ProposedAction == nil && d.RejectedAction != nil {
+		st.Rejected++
+		log.Warn("proposed action rejected", "reason", d.NoActionReason)
+	}
+	r.save(ctx, log, t, now, d, st)
+}
+
+// diagnose gathers, asks the backend and validates.
+func (r *Runner) diagnose(ctx context.Context, t ticket.Ticket) (*Diagnosis, error) {
+	c, err := r.Gather.Gather(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("gather context: %w", err)
+	}
+	if c.Actions == nil && r.Catalog != nil {
+		c.Actions = r.Catalog.Specs()
+	}
+	d, err := r.Backend.Diagnose(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if d.Backend == "" {
+		d.Backend = r.Backend.Name()
+	}
+	if err := Validate(ctx, d, r.Catalog); err != nil {
+		return nil, WithSpent(err, d.Usage)
+	}
+	return d, nil
+}
+
+func (r *Runner) save(ctx context.Context, log *slog.Logger, t ticket.Ticket, now time.Time, d *Diagnosis, st *Stats) {
+	ttl := r.ProposalTTL
+	if ttl <= 0 {
+		ttl = DefaultProposalTTL
+	}
+	js, err := json.Marshal(d)
+	if err != nil {
+		r.failed(ctx, log, t, now, fmt.Errorf("encode diagnosis: %w", err), st)
+		return
+	}
+	res := Result{Diagnosis: d, Markdown: d.Markdown(), JSON: js, Proposal: d.Proposal(t.ID, now, ttl)}
+	id, err := r.Sink.SaveDiagnosis(ctx, t.ID, res, now)
+	var te *ticket.ErrTransition
+	switch {
+	case errors.As(err, &te):
+		log.Info("ticket changed while diagnosing; diagnosis dropped", "status", te.From)
+		return
+	case err != nil:
+		log.Error("store diagnosis", "err", err)
+		return
+	}
+	st.Diagnosed++
+	if id != 0 {
+		st.Proposals++
+	}
+	log.Info("ticket diagnosed", "proposal", id, "confidence", d.Confidence,
+		"input_tokens", d.Usage.InputTokens, "output_tokens", d.Usage.OutputTokens)
+}
+
+func (r *Runner) failed(ctx context.Context, log *slog.Logger, t ticket.Ticket, now time.Time, err error, st *Stats) {
+	attempt := t.DiagnosisAttempts + 1
+	maxAttempts := r.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	if attempt >= maxAttempts {
+		log.Warn("diagnosis failed too often; a human must look", "attempts", attempt, "err", err)
+		d := GaveUp(t, r.Backend.Name(), attempt, err)
+		r.save(ctx, log, t, now, d, st)
+		st.GaveUp++
+		return
+	}
+	backoff := r.Backoff
+	if backoff == nil {
+		backoff = DefaultBackoff
+	}
+	next := now.Add(backoff(attempt))
+	log.Warn("diagnosis failed; will retry", "attempt", attempt, "next", next, "err", err)
+	if err := r.Sink.DiagnosisFailed(ctx, t.ID, err.Error(), next); err != nil {
+		log.Error("record diagnosis failure", "err", err)
+		return
+	}
+	st.Failed++
+}
+
+// GaveUp is the diagnosis stored when a ticket could not be diagnosed after
+// attempts tries: no proposal, low confidence, the last error as the
+// reason.
+func GaveUp(t ticket.Ticket, backend string, attempts int, last error) *Diagnosis {
+	summary := t.Summary
+	if summary == "" {
+		summary = t.Key
+	}
+	return &Diagnosis{
+		Summary:    summary,
+		RootCause:  "Not diagnosed: the diagnosis backend failed on every attempt.",
+		Evidence:   []string{fmt.Sprintf("%d failed attempts; last error: %v", attempts, last)},
+		Confidence: ConfidenceLow,
+		Risks:      []string{},
+		NoActionReason: fmt.Sprintf("no action: a human must look (diagnosis failed %d times: %v)",
+			attempts, last),
+		Backend: backend,
+		Usage:   Spent(last),
+	}
+}
+
+// Run calls RunOnce every interval until ctx ends, logging pass errors.
+// It returns ctx's error, or an error at once for a non-positive interval.
+func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("diagnose: runner interval %v must be positive", interval)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RunOnce(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			r.logger().Error("diagnosis pass failed", "component", "diagnose", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

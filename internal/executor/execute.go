@@ -1,0 +1,329 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/ticket"
+)
+
+// Execution results, the "result" label of operator_executor_executions_total.
+const (
+	resultCompleted   = "completed"   // effect verified
+	resultFailed      = "failed"      // sent, PD refused or the effect was not verified
+	resultRefused     = "refused"     // nothing sent: unknown action, preconditions no longer hold
+	resultUnknown     = "unknown"     // the request's fate is unknown (connection lost after sending)
+	resultInterrupted = "interrupted" // found executing at start (Recover)
+)
+
+// execute carries one claimed proposal to completed or failed. ctx is not
+// cancelled by shutdown (Run detaches it); every step has its own bound.
+func (e *Executor) execute(ctx context.Context, p action.Proposal) {
+	log := e.log.With("action_id", p.ID, "action", p.ActionType, "ticket_id", p.TicketID)
+	started := e.now()
+	if p.ExecutedAt != nil {
+		started = *p.ExecutedAt
+	}
+	if p.ApprovedAt != nil {
+		e.m.claimDelay.Observe(started.Sub(*p.ApprovedAt).Seconds())
+	}
+	log.Info("executing", "params", string(p.Params), "approved_by", p.ApprovedBy)
+	rec := action.Record{StartedAt: started, ExecutedBy: e.name, Requests: json.RawMessage(`[]`)}
+
+	finish := func(to action.Status, label, result, detail string) {
+		rec.Message = result
+		if detail != "" {
+			rec.Message += "; " + detail
+		}
+		e.m.executions.WithLabelValues(p.ActionType, label).Inc()
+		e.m.duration.WithLabelValues(p.ActionType).Observe(e.now().Sub(started).Seconds())
+		e.crash.at(CrashBeforeRecord)
+		e.record(ctx, p, to, result, rec)
+		if to == action.Completed || label == resultRefused || label == resultFailed {
+			e.afterExecution(ctx, p)
+		}
+	}
+
+	a, err := e.cat.Lookup(p.ActionType)
+	if err != nil {
+		finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: %v", err), "")
+		return
+	}
+
+	// Re-check preconditions against live PD right before executing: the
+	// cluster may have changed since the approval.
+	dctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
+	check, err := a.DryRun(dctx, p.Params)
+	cancel()
+	if err != nil {
+		finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: preconditions could not be checked: %v", err), "")
+		return
+	}
+	if !check.Valid {
+		finish(action.Failed, resultRefused, "refused, nothing sent to PD: preconditions no longer hold: "+failedChecks(check), "")
+		return
+	}
+
+	if e.capture != nil {
+		cctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
+		rec.StateBefore, err = e.capture(cctx, p.Params)
+		cancel()
+		if err != nil {
+			rec.StateBefore = nil
+			finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: state before could not be captured: %v", err), "")
+			return
+		}
+	}
+
+	e.crash.at(CrashBeforeRequest)
+	xctx, cancel := context.WithTimeout(ctx, e.timeout)
+	e.crash.arm()
+	out, xerr := a.Execute(xctx, p.Params)
+	e.crash.disarm()
+	cancel()
+	if out.Requests == nil {
+		out.Requests = []action.Request{}
+	}
+	if b, err := json.Marshal(out.Requests); err == nil {
+		rec.Requests = b
+	}
+	if e.capture != nil {
+		cctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
+		after, err := e.capture(cctx, p.Params)
+		cancel()
+		if err != nil {
+			after, _ = json.Marshal(map[string]string{"error": "state after could not be captured: " + err.Error()})
+		}
+		rec.StateAfter = after
+	}
+
+	detail := outcomeDetail(out)
+	switch {
+	case xerr != nil:
+		msg := out.Message
+		if msg == "" {
+			msg = "execution failed"
+		}
+		finish(action.Failed, resultUnknown, fmt.Sprintf("outcome unknown: %s: %v", msg, xerr), detail)
+	case out.Success:
+		finish(action.Completed, resultCompleted, out.Message, detail)
+	case len(out.Requests) == 0:
+		finish(action.Failed, resultRefused, out.Message, detail)
+	default:
+		finish(action.Failed, resultFailed, out.Message, detail)
+	}
+}
+
+// record finishes the proposal with rec, retrying store errors for a
+// while. If the proposal is no longer executing (another executor's
+// Recover finished it as interrupted), the real outcome is appended to the
+// audit trail on its own so that it is not lost.
+func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Status, result string, rec action.Record) {
+	log := e.log.With("action_id", p.ID, "action", p.ActionType)
+	deadline := time.Now().Add(DefaultStepTimeout)
+	for attempt := 1; ; attempt++ {
+		wctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
+		stored, err := e.st.Finish(wctx, p.ID, to, result, rec, e.now())
+		cancel()
+		if err == nil {
+			log.Info("action finished", "status", to, "result", result, "record_id", stored.ID)
+			return
+		}
+		var te *action.ErrTransition
+		if errors.As(err, &te) {
+			log.Error("action was finished by someone else; appending the real outcome on its own", "err", err)
+			rec.ProposalID = p.ID
+			rec.Success = to == action.Completed
+			rec.FinishedAt = e.now()
+			rec.Message = fmt.Sprintf("late outcome (status was already %s): %s", te.From, rec.Message)
+			if _, err := e.st.AppendRecord(ctx, rec); err != nil {
+				log.Error("append late record", "err", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			log.Error("could not record the outcome; the action stays executing and will be recovered as interrupted",
+				"err", err, "attempts", attempt)
+			return
+		}
+		log.Warn("record outcome, retrying", "err", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// afterExecution re-evaluates the ticket's invariant: held resolves the
+// ticket; still violated reopens a diagnosed ticket for a fresh diagnosis.
+func (e *Executor) afterExecution(ctx context.Context, p action.Proposal) {
+	if e.reevaluate == nil {
+		return
+	}
+	log := e.log.With("action_id", p.ID, "ticket_id", p.TicketID)
+	ctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
+	defer cancel()
+	t, err := e.st.Ticket(ctx, p.TicketID)
+	if err != nil {
+		log.Warn("re-evaluate: read ticket", "err", err)
+		return
+	}
+	if t.Status == ticket.Resolved {
+		return
+	}
+	held, err := e.reevaluate(ctx, t)
+	if err != nil {
+		log.Warn("re-evaluate invariant", "invariant", t.Invariant, "err", err)
+		return
+	}
+	var te *ticket.ErrTransition
+	if held {
+		if err := e.st.ResolveTicket(ctx, t.ID, e.now()); err != nil && !errors.As(err, &te) {
+			log.Warn("resolve ticket", "err", err)
+			return
+		}
+		log.Info("invariant holds again; ticket resolved", "invariant", t.Invariant)
+		return
+	}
+	if t.Status != ticket.Diagnosed {
+		return
+	}
+	if err := e.st.Reopen(ctx, t.ID, e.now()); err != nil && !errors.As(err, &te) {
+		log.Warn("reopen ticket", "err", err)
+		return
+	}
+	log.Info("invariant still violated; ticket reopened for a fresh diagnosis", "invariant", t.Invariant)
+}
+
+// failedChecks lists the failed preconditions of a dry run, or its message
+// when none is marked failed.
+func failedChecks(r action.DryRunResult) string {
+	var f []string
+	for _, c := range r.Preconditions {
+		if !c.Passed {
+			f = append(f, c.Name+": "+c.Detail)
+		}
+	}
+	if len(f) == 0 {
+		return r.Message
+	}
+	return strings.Join(f, "; ")
+}
+
+// outcomeDetail renders the previous values and observations of an
+// outcome for the audit record ("previous: {...}; observed: {...}").
+func outcomeDetail(o action.Outcome) string {
+	var parts []string
+	for _, kv := range []struct {
+		name string
+		m    map[string]any
+	}{{"previous", o.Previous}, {"observed", o.Observed}} {
+		if len(kv.m) == 0 {
+			continue
+		}
+		if b, err := json.Marshal(kv.m); err == nil {
+			parts = append(parts, kv.name+": "+string(b))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// targetKeys names what a proposal touches: "region:<id>" and
+// "store:<id>" from the params its spec lists in Targets (a param named
+// *region_id is a region, *store_id a store), or "action:<type>" for an
+// action without targets (cluster-wide config changes of one kind are
+// serialised). Unknown actions and unreadable params touch nothing: they
+// fail before any PD request.
+func (e *Executor) targetKeys(p action.Proposal) []string {
+	a, err := e.cat.Lookup(p.ActionType)
+	if err != nil {
+		return nil
+	}
+	return TargetKeys(a.Spec(), p.Params)
+}
+
+// TargetKeys returns the keys of what an action with spec and params
+// touches, sorted: "region:<id>" for a param in spec.Targets whose name
+// ends in region_id, "store:<id>" for one ending in store_id, "<name>:<v>"
+// for any other target, and "action:<spec.Name>" when spec has no
+// targets. Two proposals conflict when their keys intersect. Params that
+// are not a JSON object, or a target that is absent, contribute nothing.
+func TargetKeys(spec action.Spec, params json.RawMessage) []string {
+	if len(spec.Targets) == 0 {
+		return []string{"action:" + spec.Name}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(params, &m); err != nil {
+		return nil
+	}
+	var keys []string
+	for _, name := range spec.Targets {
+		raw, ok := m[name]
+		if !ok {
+			continue
+		}
+		v := targetValue(raw)
+		if v == "" {
+			continue
+		}
+		kind := name
+		switch {
+		case strings.HasSuffix(name, "region_id"):
+			kind = "region"
+		case strings.HasSuffix(name, "store_id"):
+			kind = "store"
+		}
+		keys = append(keys, kind+":"+v)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// conflicts reports whether candidate touches something an executing
+// proposal touches (store.ClaimOptions.Conflicts).
+func (e *Executor) conflicts(candidate action.Proposal, executing []action.Proposal) bool {
+	if len(executing) == 0 {
+		return false
+	}
+	want := e.targetKeys(candidate)
+	if len(want) == 0 {
+		return false
+	}
+	busy := map[string]bool{}
+	for _, x := range executing {
+		for _, k := range e.targetKeys(x) {
+			busy[k] = true
+		}
+	}
+	for _, k := range want {
+		if busy[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// targetValue renders a target param's value: integers in plain decimal
+// (so 5, 5.0 and "5" are one key), other strings as they are.
+func targetValue(raw json.RawMessage) string {
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		if i, err := n.Int64(); err == nil {
+			return strconv.FormatInt(i, 10)
+		}
+		if f, err := n.Float64(); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+			return strconv.FormatInt(int64(f), 10)
+		}
+		return n.String()
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s
+	}
+	return ""
+}

@@ -1,0 +1,686 @@
+package monitor
+
+// Tests on the real parts: a real pd-server with simulated TiKV stores
+// (internal/testcluster), tikv.Collect over the real PD HTTP client, and
+// the real SQLite ticket store (internal/store) in t.TempDir(). Every
+// fault is injected through the simulator, seen by PD, turned into exactly
+// one ticket, and resolved once the fault is removed.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tikvops/operator/internal/invariant"
+	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/testcluster"
+	"github.com/tikvops/operator/internal/ticket"
+	"github.com/tikvops/operator/internal/tikv"
+)
+
+// realQuiet is the quiet period of the real tests.
+const realQuiet = 2 * time.Second
+
+// rig is a monitor wired like the daemon: PD client -> tikv.Collect ->
+// invariants -> SQLite ticket store.
+type rig struct {
+	t      *testing.T // the current (sub)test
+	root   *testing.T // the test owning the cluster and database
+	c      *testcluster.Cluster
+	dbPath string
+	db     *store.Store
+	cfg    invariant.Config
+	reg    *prometheus.Registry
+	m      *Monitor
+	ctx    context.Context
+}
+
+// realConfig is DefaultConfig with thresholds fit for a small simulated
+// cluster: a 1s pending duration (pending -> firing on the real loop),
+// PD's new-cluster low-space exemption off (it has < 100 regions), every
+// pending peer counted.
+func realConfig() invariant.Config {
+	cfg := invariant.DefaultConfig()
+	cfg.DefaultFor = time.Second
+	cfg.For = map[string]time.Duration{invariant.NamePDUnreachable: time.Second, invariant.NameStoreOfflineStuck: 0}
+	cfg.LowSpaceMinRegionCount = 0
+	cfg.PendingPeerMaxRegions = 0
+	return cfg
+}
+
+func startRig(t *testing.T, opts testcluster.Options, tune func(*invariant.Config)) *rig {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	t.Cleanup(cancel)
+	r := &rig{t: t, root: t, ctx: ctx, cfg: realConfig(), dbPath: filepath.Join(t.TempDir(), "operator.db")}
+	if tune != nil {
+		tune(&r.cfg)
+	}
+	if err := r.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r.c = testcluster.Start(t, opts)
+	r.openDB()
+	r.newMonitor()
+	return r
+}
+
+func (r *rig) openDB() {
+	r.t.Helper()
+	db, err := store.Open(r.ctx, r.dbPath, store.Options{Create: true})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.root.Cleanup(func() { _ = db.Close() })
+	r.db = db
+}
+
+// newMonitor builds a fresh Monitor (a restart of the loop: no pending
+// state) over the same database, with its own PD client and registry.
+func (r *rig) newMonitor() {
+	r.t.Helper()
+	r.reg = prometheus.NewRegistry()
+	var m *Monitor
+	client, err := pd.New([]string{r.c.PDURL}, pd.WithTimeout(5*time.Second),
+		pd.WithObserver(func(method, path string, status int, d time.Duration, n int64) {
+			m.ObservePDRequest(method, path, status, d, n)
+		}))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	m = New(Options{
+		Interval:       200 * time.Millisecond,
+		Invariants:     invariant.Default(r.cfg),
+		Collect:        func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, client) },
+		Sink:           r.db,
+		Quiet:          realQuiet,
+		UnreachableFor: r.cfg.ForOf(invariant.NamePDUnreachable),
+		CollectTimeout: 10 * time.Second,
+		Registerer:     r.reg,
+	})
+	r.m = m
+}
+
+// cycle runs one cycle at the local time; a Sink error fails the test.
+func (r *rig) cycle() CycleResult {
+	r.t.Helper()
+	res, err := r.m.RunOnce(r.ctx, time.Now())
+	if err != nil {
+		r.t.Fatalf("cycle: %v", err)
+	}
+	for _, st := range res.Invariants {
+		if st.Health == HealthBad {
+			r.t.Logf("invariant %s failed: %s", st.Name, st.Err)
+		}
+	}
+	return res
+}
+
+// until runs cycles every 250ms until cond holds (polling with a
+// deadline, no timed assertion) and returns the last result.
+func (r *rig) until(what string, limit time.Duration, cond func(CycleResult) bool) CycleResult {
+	r.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		res := r.cycle()
+		if cond(res) {
+			return res
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out after %s waiting for %s; firing %v pending %v", limit, what,
+				alertKeys(res.Firing), alertKeys(res.Pending))
+		}
+		select {
+		case <-r.ctx.Done():
+			r.t.Fatalf("waiting for %s: %v", what, r.ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// tickets returns every ticket of invariant name in the database.
+func (r *rig) tickets(name string) []ticket.Ticket {
+	r.t.Helper()
+	all, err := r.db.Tickets(r.ctx, store.TicketFilter{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []ticket.Ticket
+	for _, tk := range all {
+		if tk.Invariant == name {
+			out = append(out, tk)
+		}
+	}
+	return out
+}
+
+func (r *rig) openTicket(key string) (ticket.Ticket, bool) {
+	tk, err := r.db.OpenTicket(r.ctx, key)
+	return tk, err == nil
+}
+
+// opened waits until key has an open ticket.
+func (r *rig) opened(key string, limit time.Duration) ticket.Ticket {
+	r.t.Helper()
+	r.until(key+" open", limit, func(CycleResult) bool { _, ok := r.openTicket(key); return ok })
+	tk, _ := r.openTicket(key)
+	return tk
+}
+
+// resolved waits until key has no open ticket.
+func (r *rig) resolved(key string, limit time.Duration) {
+	r.t.Helper()
+	r.until(key+" resolved", limit, func(CycleResult) bool { _, ok := r.openTicket(key); return !ok })
+}
+
+// exactlyOne asserts the database holds exactly one ticket of invariant
+// name, for key, in status want; it returns it.
+func (r *rig) exactlyOne(name, key string, want ticket.Status) ticket.Ticket {
+	r.t.Helper()
+	ts := r.tickets(name)
+	if len(ts) != 1 || ts[0].Key != key || ts[0].Status != want {
+		r.t.Fatalf("%s tickets = %s, want one %s %s", name, ticketList(ts), want, key)
+	}
+	return ts[0]
+}
+
+func ticketList(ts []ticket.Ticket) string {
+	s := "["
+	for i, tk := range ts {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("#%d %s %s x%d", tk.ID, tk.Key, tk.Status, tk.Occurrences)
+	}
+	return s + "]"
+}
+
+// ev decodes a ticket's evidence.
+func ev(t *testing.T, raw json.RawMessage) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("evidence %s: %v", raw, err)
+	}
+	return m
+}
+
+// holdsThenInject checks name has no ticket before the fault.
+func (r *rig) noTicketYet(names ...string) {
+	r.t.Helper()
+	r.cycle()
+	for _, n := range names {
+		if ts := r.tickets(n); len(ts) != 0 {
+			r.t.Fatalf("before the fault: %s", ticketList(ts))
+		}
+	}
+}
+
+// fault is one simulator fault: it must open exactly one ticket for key and
+// resolve it when removed.
+type fault struct {
+	name      string // invariant
+	key       string
+	inject    func() error
+	remove    func() error
+	openLimit time.Duration
+	check     func(t *testing.T, tk ticket.Ticket)
+}
+
+func (r *rig) run(f fault) {
+	r.t.Helper()
+	r.noTicketYet(f.name)
+	if err := f.inject(); err != nil {
+		r.t.Fatal(err)
+	}
+	limit := f.openLimit
+	if limit == 0 {
+		limit = time.Minute
+	}
+	start := time.Now()
+	tk := r.opened(f.key, limit)
+	r.t.Logf("%s opened %s after the fault", f.key, time.Since(start).Round(100*time.Millisecond))
+	// The violation persists: the same ticket is updated, never doubled.
+	first := tk.Occurrences
+	r.until(f.key+" seen again", 30*time.Second, func(CycleResult) bool {
+		cur, ok := r.openTicket(f.key)
+		return ok && cur.Occurrences >= first+2
+	})
+	tk = r.exactlyOne(f.name, f.key, ticket.Open)
+	if f.check != nil {
+		f.check(r.t, tk)
+	}
+	if err := f.remove(); err != nil {
+		r.t.Fatal(err)
+	}
+	start = time.Now()
+	r.resolved(f.key, 3*time.Minute)
+	r.t.Logf("%s resolved %s after the fix", f.key, time.Since(start).Round(100*time.Millisecond))
+	res := r.exactlyOne(f.name, f.key, ticket.Resolved)
+	if res.ResolvedAt == nil || res.ClearedAt == nil || res.ResolvedAt.Sub(*res.ClearedAt) < realQuiet {
+		r.t.Errorf("%s resolved without its quiet period: cleared %v resolved %v", f.key, res.ClearedAt, res.ResolvedAt)
+	}
+}
+
+// firstFollower returns a region (not one PD is splitting) and a store that
+// holds a follower of it, from the simulator's view.
+func firstFollower(t *testing.T, c *testcluster.Cluster) (region, follower, leader uint64) {
+	t.Helper()
+	for _, id := range c.Sim.RegionIDs() {
+		rv, err := c.Sim.Region(id)
+		if err != nil {
+			continue
+		}
+		for _, p := range rv.Peers {
+			if p.StoreID != rv.LeaderStoreID && p.Role == "Voter" {
+				return id, p.StoreID, rv.LeaderStoreID
+			}
+		}
+	}
+	t.Fatal("no region with a follower")
+	return 0, 0, 0
+}
+
+// TestRealStoreFaults injects, one after the other on one cluster, the
+// store and region faults the simulator offers: low space (and dedup across
+// restarts of the loop), slow score, pending peer, down peer, oversized
+// region and a write hot spot.
+func TestRealStoreFaults(t *testing.T) {
+	r := startRig(t, testcluster.Options{Stores: 3, Regions: 10, StoreHeartbeat: time.Second,
+		RegionHeartbeat: 5 * time.Second, DisableSchedulers: []string{"hot-region"}}, nil)
+	stores := r.c.Sim.StoreIDs()
+	s1, s2 := stores[0], stores[1]
+
+	t.Run("low space, dedup across loop restarts", func(t *testing.T) {
+		r.t = t
+		key := invariant.NameStoreLowSpace + "/" + invariant.StoreSubject(s1)
+		r.noTicketYet(invariant.NameStoreLowSpace)
+		if err := r.c.Sim.SetAvailable(s1, 4<<30); err != nil {
+			t.Fatal(err)
+		}
+		tk := r.opened(key, time.Minute)
+		e := ev(t, tk.FirstEvidence)
+		if e["available_bytes"].(float64) != 4<<30 || e["low_space_ratio"].(float64) != 0.8 || e["pd_would_exempt"] != false {
+			t.Errorf("evidence %v", e)
+		}
+		// Restart the loop twice (fresh Monitor, reopened database) while
+		// the store stays low on space, running the real Run loop.
+		for i := range 2 {
+			r.db.Close()
+			r.openDB()
+			r.newMonitor()
+			before, _ := r.openTicket(key)
+			ctx, cancel := context.WithCancel(r.ctx)
+			done := make(chan error, 1)
+			go func() { done <- r.m.Run(ctx) }()
+			err := testcluster.WaitFor(r.ctx, func() (bool, error) {
+				cur, err := r.db.OpenTicket(r.ctx, key)
+				return err == nil && cur.Occurrences >= before.Occurrences+3, nil
+			})
+			cancel()
+			if runErr := <-done; runErr != nil || err != nil {
+				t.Fatalf("restart %d: run %v wait %v", i, runErr, err)
+			}
+		}
+		got := r.exactlyOne(invariant.NameStoreLowSpace, key, ticket.Open)
+		if got.ID != tk.ID || got.Occurrences < tk.Occurrences+6 {
+			t.Fatalf("after restarts: %s (first #%d x%d)", ticketList([]ticket.Ticket{got}), tk.ID, tk.Occurrences)
+		}
+		if err := r.c.Sim.ResetAvailable(s1); err != nil {
+			t.Fatal(err)
+		}
+		r.resolved(key, time.Minute)
+		r.exactlyOne(invariant.NameStoreLowSpace, key, ticket.Resolved)
+	})
+
+	t.Run("slow score", func(t *testing.T) {
+		r.t = t
+		r.run(fault{
+			name:   invariant.NameStoreSlow,
+			key:    invariant.NameStoreSlow + "/" + invariant.StoreSubject(s2),
+			inject: func() error { return r.c.Sim.SetSlowScore(s2, 90) },
+			remove: func() error { return r.c.Sim.SetSlowScore(s2, 1) },
+			check: func(t *testing.T, tk ticket.Ticket) {
+				if e := ev(t, tk.Evidence); e["slow_score"].(float64) != 90 || e["threshold"].(float64) != 80 {
+					t.Errorf("evidence %v", e)
+				}
+			},
+		})
+	})
+
+	t.Run("pending peer", func(t *testing.T) {
+		r.t = t
+		region, follower, _ := firstFollower(t, r.c)
+		r.run(fault{
+			name:   invariant.NameRegionPendingPeer,
+			key:    invariant.NameRegionPendingPeer + "/cluster",
+			inject: func() error { return r.c.Sim.SetPeerPending(region, follower, true) },
+			remove: func() error { return r.c.Sim.SetPeerPending(region, follower, false) },
+			check: func(t *testing.T, tk ticket.Ticket) {
+				e := ev(t, tk.Evidence)
+				if e["region_count"].(float64) != 1 || e["top_store_id"].(float64) != float64(follower) ||
+					!slices.Contains(e["sample_region_ids"].([]any), any(float64(region))) {
+					t.Errorf("evidence %v", e)
+				}
+			},
+		})
+	})
+
+	t.Run("down peer", func(t *testing.T) {
+		r.t = t
+		region, follower, _ := firstFollower(t, r.c)
+		r.run(fault{
+			name:   invariant.NameRegionDownPeer,
+			key:    invariant.NameRegionDownPeer + "/cluster",
+			inject: func() error { return r.c.Sim.SetPeerDown(region, follower, true) },
+			remove: func() error { return r.c.Sim.SetPeerDown(region, follower, false) },
+			check: func(t *testing.T, tk ticket.Ticket) {
+				e := ev(t, tk.Evidence)
+				if e["peers_by_store"].(map[string]any)[fmt.Sprint(follower)].(float64) != 1 {
+					t.Errorf("evidence %v", e)
+				}
+			},
+		})
+	})
+
+	t.Run("oversized region", func(t *testing.T) {
+		r.t = t
+		region, _, _ := firstFollower(t, r.c)
+		rv, err := r.c.Sim.Region(region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.run(fault{
+			name:   invariant.NameRegionOversized,
+			key:    invariant.NameRegionOversized + "/" + invariant.RegionSubject(region),
+			inject: func() error { return r.c.Sim.SetRegionSize(region, 1<<30, 10_000_000) },
+			remove: func() error { return r.c.Sim.SetRegionSize(region, rv.ApproximateSize, rv.ApproximateKeys) },
+			check: func(t *testing.T, tk ticket.Ticket) {
+				if e := ev(t, tk.Evidence); e["approximate_size_mib"].(float64) != 1024 {
+					t.Errorf("evidence %v", e)
+				}
+			},
+		})
+	})
+
+	t.Run("hot write", func(t *testing.T) {
+		r.t = t
+		region, _, leader := firstFollower(t, r.c)
+		r.run(fault{
+			name:      invariant.NameHotWriteStore,
+			key:       invariant.NameHotWriteStore + "/" + invariant.StoreSubject(leader),
+			inject:    func() error { return r.c.Sim.SetWriteFlow(region, 16<<20, 160_000) },
+			remove:    func() error { return r.c.Sim.SetWriteFlow(region, 0, 0) },
+			openLimit: 2 * time.Minute,
+			check: func(t *testing.T, tk ticket.Ticket) {
+				e := ev(t, tk.Evidence)
+				if !slices.Contains(e["hottest_region_ids"].([]any), any(float64(region))) || e["share"].(float64) <= 0.6 {
+					t.Errorf("evidence %v", e)
+				}
+			},
+		})
+	})
+
+	// Every ticket of this cluster was resolved once its fault was removed
+	// (a down peer is reported pending too, so region_pending_peer had a
+	// second ticket during the down-peer fault, linked to the first).
+	r.t = t
+	r.until("every ticket resolved", 2*time.Minute, func(CycleResult) bool {
+		open, err := r.db.Tickets(r.ctx, store.TicketFilter{Statuses: []ticket.Status{ticket.Open, ticket.Diagnosed}})
+		return err == nil && len(open) == 0
+	})
+	for _, tk := range r.tickets(invariant.NameRegionPendingPeer) {
+		if tk.PreviousID != nil {
+			t.Logf("ticket #%d links to #%d", tk.ID, *tk.PreviousID)
+		}
+	}
+	if n := testutil.ToFloat64(r.m.metrics.pdBytes.WithLabelValues("GET", "/pd/api/v1/stores")); n <= 0 {
+		t.Errorf("no PD bytes counted: %v", n)
+	}
+}
+
+// TestRealStoreStoppedAndRestarted stops a store's heartbeats: PD shows it
+// Disconnected after 20s (store_disconnected) while its peers are reported
+// down (region_down_peer), then Down after max-store-down-time (store_down,
+// and with 3 stores for 3 replicas, up_stores_below_max_replicas); restarted,
+// everything resolves. One ticket per invariant.
+func TestRealStoreStoppedAndRestarted(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, testcluster.Options{Stores: 3, Regions: 10, StoreHeartbeat: time.Second,
+		MaxStoreDownTime: 30 * time.Second}, nil)
+	victim := r.c.Sim.StoreIDs()[1]
+	sub := invariant.StoreSubject(victim)
+	watched := []string{invariant.NameStoreDisconnected, invariant.NameStoreDown, invariant.NameUpStoresBelowReplicas,
+		invariant.NameRegionDownPeer}
+	r.noTicketYet(watched...)
+	if err := r.c.Sim.StopStore(victim); err != nil {
+		t.Fatal(err)
+	}
+	r.opened(invariant.NameRegionDownPeer+"/cluster", time.Minute)
+	tk := r.opened(invariant.NameStoreDisconnected+"/"+sub, time.Minute)
+	if e := ev(t, tk.FirstEvidence); e["state_name"] != "Disconnected" || e["heartbeat_age_seconds"].(float64) < 20 ||
+		e["threshold_seconds"].(float64) != 20 {
+		t.Errorf("disconnected evidence %v", e)
+	}
+	down := r.opened(invariant.NameStoreDown+"/"+sub, time.Minute)
+	if down.Severity != ticket.Emergency {
+		t.Errorf("store_down severity %s", down.Severity)
+	}
+	below := r.opened(invariant.NameUpStoresBelowReplicas+"/cluster", 30*time.Second)
+	if e := ev(t, below.Evidence); e["replica_holding_tikv_stores"].(float64) != 2 || e["max_replicas"].(float64) != 3 {
+		t.Errorf("below evidence %v", e)
+	}
+	// Down is not Disconnected any more: that ticket resolves on its own.
+	r.resolved(invariant.NameStoreDisconnected+"/"+sub, 30*time.Second)
+
+	if err := r.c.Sim.StartStore(victim); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{invariant.NameStoreDown + "/" + sub, invariant.NameUpStoresBelowReplicas + "/cluster",
+		invariant.NameRegionDownPeer + "/cluster"} {
+		r.resolved(k, 2*time.Minute)
+	}
+	r.exactlyOne(invariant.NameStoreDisconnected, invariant.NameStoreDisconnected+"/"+sub, ticket.Resolved)
+	r.exactlyOne(invariant.NameStoreDown, invariant.NameStoreDown+"/"+sub, ticket.Resolved)
+	r.exactlyOne(invariant.NameUpStoresBelowReplicas, invariant.NameUpStoresBelowReplicas+"/cluster", ticket.Resolved)
+	r.exactlyOne(invariant.NameRegionDownPeer, invariant.NameRegionDownPeer+"/cluster", ticket.Resolved)
+}
+
+// transferLeader asks PD to move a region's leader and waits until PD
+// reports it there.
+func transferLeader(t *testing.T, r *rig, region, to uint64) {
+	t.Helper()
+	body := map[string]any{"name": "transfer-leader", "region_id": region, "to_store_id": to}
+	if err := r.c.PostJSON(r.ctx, "/operators", body, nil); err != nil {
+		t.Fatalf("transfer-leader %d -> %d: %v", region, to, err)
+	}
+	err := r.c.WaitFor(r.ctx, func() (bool, error) {
+		var reg pd.Region
+		if err := r.c.GetJSON(r.ctx, fmt.Sprintf("/region/id/%d", region), &reg); err != nil {
+			return false, err
+		}
+		return reg.Leader.StoreID == to, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRealLeaderSkew starts with every leader on the first store and PD's
+// balance-leader paused: leader_imbalance opens one ticket; transfer-leader
+// operators (the remediation a human approves) balance the stores and the
+// ticket resolves.
+func TestRealLeaderSkew(t *testing.T) {
+	r := startRig(t, testcluster.Options{Stores: 3, Regions: 8, SkewLeaders: true, PauseBalanceLeader: true,
+		StoreHeartbeat: time.Second, RegionHeartbeat: 2 * time.Second}, nil)
+	stores := r.c.Sim.StoreIDs()
+	key := invariant.NameLeaderImbalance + "/cluster"
+	tk := r.opened(key, time.Minute)
+	e := ev(t, tk.FirstEvidence)
+	if e["max_store_id"].(float64) != float64(stores[0]) || e["min_count"].(float64) != 0 || e["min_diff"].(float64) != 2 {
+		t.Errorf("evidence %v", e)
+	}
+	// Move leaders round-robin to the other stores until PD reports
+	// counts within one of each other.
+	var regions pd.RegionsInfo
+	if err := r.c.GetJSON(r.ctx, fmt.Sprintf("/regions/store/%d", stores[0]), &regions); err != nil {
+		t.Fatal(err)
+	}
+	n := len(regions.Regions)
+	moved := 0
+	for _, reg := range regions.Regions {
+		if moved >= n*2/3 {
+			break
+		}
+		if reg.Leader.StoreID != stores[0] {
+			continue
+		}
+		transferLeader(t, r, reg.ID, stores[1+moved%2])
+		moved++
+	}
+	r.resolved(key, 2*time.Minute)
+	r.exactlyOne(invariant.NameLeaderImbalance, key, ticket.Resolved)
+}
+
+// TestRealEvictLeaderNoLeaders: an evict-leader scheduler empties a store of
+// leaders (store_no_leaders, evidence naming the scheduler); removing the
+// scheduler lets balance-leader bring leaders back and the ticket resolves.
+func TestRealEvictLeaderNoLeaders(t *testing.T) {
+	r := startRig(t, testcluster.Options{Stores: 3, Regions: 10, StoreHeartbeat: time.Second, RegionHeartbeat: 2 * time.Second},
+		func(c *invariant.Config) { c.NoLeadersMinUptime = 0 })
+	victim := r.c.Sim.StoreIDs()[2]
+	key := invariant.NameStoreNoLeaders + "/" + invariant.StoreSubject(victim)
+	// Wait until PD balanced the leaders so the victim holds some.
+	r.until("victim holds leaders", time.Minute, func(res CycleResult) bool {
+		if res.Snapshot == nil {
+			return false
+		}
+		st, ok := res.Snapshot.Store(victim)
+		return ok && st.Status.LeaderCount > 0
+	})
+	r.run(fault{
+		name: invariant.NameStoreNoLeaders,
+		key:  key,
+		inject: func() error {
+			return r.c.PostJSON(r.ctx, "/schedulers", map[string]any{"name": "evict-leader-scheduler", "store_id": victim}, nil)
+		},
+		remove: func() error {
+			return r.c.Delete(r.ctx, fmt.Sprintf("/schedulers/evict-leader-scheduler-%d", victim))
+		},
+		openLimit: 2 * time.Minute,
+		check: func(t *testing.T, tk ticket.Ticket) {
+			if e := ev(t, tk.Evidence); e["evict_leader_scheduler"] != true || e["leader_count"].(float64) != 0 {
+				t.Errorf("evidence %v", e)
+			}
+		},
+	})
+	// The evicted store was never counted in leader_imbalance.
+	if ts := r.tickets(invariant.NameLeaderImbalance); len(ts) != 0 {
+		t.Errorf("leader_imbalance: %s", ticketList(ts))
+	}
+}
+
+// TestRealDrainCannotFinish: 4 stores, the only store that could receive
+// the replicas of some regions is low on space (PD refuses it as a target),
+// and a store is drained: store_offline_stuck fires at once (cannot
+// finish) and resolves when space comes back and the drain completes.
+func TestRealDrainCannotFinish(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, testcluster.Options{Stores: 4, Regions: 10, StoreHeartbeat: time.Second, RegionHeartbeat: 2 * time.Second}, nil)
+	stores := r.c.Sim.StoreIDs()
+	drained := stores[3]
+	// Pick a region on the drained store; the store holding none of its
+	// peers is the only target for it: make that one low on space.
+	var onDrained pd.RegionsInfo
+	if err := r.c.GetJSON(r.ctx, fmt.Sprintf("/regions/store/%d", drained), &onDrained); err != nil || len(onDrained.Regions) == 0 {
+		t.Fatalf("regions of store %d: %v %v", drained, onDrained, err)
+	}
+	var full uint64
+	for _, id := range stores[:3] {
+		if _, ok := onDrained.Regions[0].PeerOn(id); !ok {
+			full = id
+		}
+	}
+	if full == 0 {
+		t.Fatalf("region %d has a peer on every store", onDrained.Regions[0].ID)
+	}
+	if err := r.c.Sim.SetAvailable(full, 4<<30); err != nil {
+		t.Fatal(err)
+	}
+	r.opened(invariant.NameStoreLowSpace+"/"+invariant.StoreSubject(full), time.Minute)
+	key := invariant.NameStoreOfflineStuck + "/" + invariant.StoreSubject(drained)
+	r.noTicketYet(invariant.NameStoreOfflineStuck)
+	if err := r.c.Delete(r.ctx, fmt.Sprintf("/store/%d", drained)); err != nil {
+		t.Fatal(err)
+	}
+	tk := r.opened(key, time.Minute)
+	e := ev(t, tk.FirstEvidence)
+	if tk.Severity != ticket.Critical || e["cannot_finish"] != true || e["target_tikv_stores"].(float64) != 2 ||
+		e["max_replicas"].(float64) != 3 || e["region_count"].(float64) < 1 {
+		t.Errorf("%s evidence %v", tk.Severity, e)
+	}
+	// PD cannot move the region whose only target is full.
+	r.until("drain stalls", time.Minute, func(res CycleResult) bool {
+		if res.Snapshot == nil {
+			return false
+		}
+		st, ok := res.Snapshot.Store(drained)
+		return ok && st.Status.RegionCount > 0 && st.Store.StateName == pd.StateOffline
+	})
+	r.exactlyOne(invariant.NameStoreOfflineStuck, key, ticket.Open)
+
+	if err := r.c.Sim.ResetAvailable(full); err != nil {
+		t.Fatal(err)
+	}
+	r.resolved(key, 3*time.Minute)
+	r.until("store is Tombstone", 2*time.Minute, func(res CycleResult) bool {
+		if res.Snapshot == nil {
+			return false
+		}
+		for _, ts := range res.Snapshot.Tombstones {
+			if ts.Store.ID == drained {
+				return true
+			}
+		}
+		return false
+	})
+	r.exactlyOne(invariant.NameStoreOfflineStuck, key, ticket.Resolved)
+}
+
+// TestRealPDUnreachable stops pd-server: the cycle raises pd_unreachable
+// (pending for its for, then one ticket), evaluates nothing else; PD back,
+// the ticket resolves.
+func TestRealPDUnreachable(t *testing.T) {
+	r := startRig(t, testcluster.Options{Stores: 3, Regions: 10, StoreHeartbeat: time.Second}, nil)
+	key := invariant.NamePDUnreachable + "/cluster"
+	r.noTicketYet(invariant.NamePDUnreachable)
+	if err := r.c.StopPD(); err != nil {
+		t.Fatal(err)
+	}
+	res := r.until("pd_unreachable firing", time.Minute, func(res CycleResult) bool {
+		return slices.Contains(alertKeys(res.Firing), key)
+	})
+	if res.CollectErr == nil || len(res.Evaluated) != 0 {
+		t.Fatalf("collect err %v evaluated %v", res.CollectErr, res.Evaluated)
+	}
+	tk := r.exactlyOne(invariant.NamePDUnreachable, key, ticket.Open)
+	if tk.Severity != ticket.Critical {
+		t.Errorf("severity %s", tk.Severity)
+	}
+	if testutil.ToFloat64(r.m.metrics.collectErrors) < 1 {
+		t.Error("collect errors not counted")
+	}
+	if err := r.c.StartPD(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.resolved(key, 2*time.Minute)
+	r.exactlyOne(invariant.NamePDUnreachable, key, ticket.Resolved)
+}

@@ -1,0 +1,188 @@
+package tikv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tikvops/operator/internal/pd"
+)
+
+// CollectChecks are the region checks Collect reads: those whose size grows
+// with the number of problems, not with the cluster (empty-region,
+// undersized-region and learner-peer can list most of a healthy cluster).
+var CollectChecks = []string{
+	CheckMissPeer, CheckExtraPeer, CheckPendingPeer, CheckDownPeer, CheckOfflinePeer, CheckOversizedRegion,
+}
+
+// collectParallelism bounds Collect's concurrent requests to PD.
+const collectParallelism = 4
+
+// Source names used as keys of Snapshot.Errors.
+const (
+	SourceTombstones   = "stores/tombstone"
+	SourceSchedule     = "config/schedule"
+	SourceReplication  = "config/replicate"
+	SourceHotWrite     = "hotspot/write"
+	SourceHotStores    = "hotspot/stores"
+	SourceSchedulers   = "schedulers"
+	SourcePaused       = "schedulers/paused"
+	SourceEvictLeader  = "scheduler-config/evict-leader"
+	SourceHealth       = "health"
+	SourceMembers      = "members"
+	sourceCheckPrefix  = "regions/check/"
+	sourceProgressPref = "stores/progress/"
+)
+
+// SourceCheck is the Snapshot.Errors key of a region check ("regions/check/miss-peer").
+func SourceCheck(name string) string { return sourceCheckPrefix + name }
+
+// SourceProgress is the Snapshot.Errors key of an Offline store's progress.
+func SourceProgress(storeID uint64) string {
+	return sourceProgressPref + strconv.FormatUint(storeID, 10)
+}
+
+// Collect reads one Snapshot from PD. GET /stores is essential: its failure
+// is Collect's error (wrapping pd.ErrUnreachable when no PD answered). Every
+// other source (tombstones, schedule and replication config, the
+// CollectChecks region checks, write hotspots and hot stores, schedulers,
+// paused schedulers, the evict-leader list, health, members, and the
+// removal progress of each Offline store) is read in parallel, at most
+// four requests at a time; one that fails is recorded in Snapshot.Errors
+// and its field left zero. Snapshot.Time is PD's Date header of GET /stores
+// (the local clock if PD sent none). It never lists all regions.
+func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
+	stores, now, err := c.StoresWithTime(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	s := &Snapshot{
+		Time:     now,
+		Stores:   stores,
+		Checks:   make(map[string][]pd.Region, len(CollectChecks)),
+		Progress: map[uint64]pd.StoreProgress{},
+		Errors:   map[string]error{},
+	}
+	var mu sync.Mutex
+	sem := make(chan struct{}, collectParallelism)
+	var wg sync.WaitGroup
+	run := func(source string, f func(ctx context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				s.Errors[source] = ctx.Err()
+				mu.Unlock()
+				return
+			}
+			defer func() { <-sem }()
+			if err := f(ctx); err != nil {
+				mu.Lock()
+				s.Errors[source] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	// Each closure writes only its own field; mu guards the maps.
+	run(SourceTombstones, func(ctx context.Context) (err error) {
+		s.Tombstones, err = c.Stores(ctx, pd.StateTombstone)
+		return err
+	})
+	run(SourceSchedule, func(ctx context.Context) error {
+		v, err := c.ScheduleConfig(ctx)
+		if err == nil {
+			s.Schedule = *v
+		}
+		return err
+	})
+	run(SourceReplication, func(ctx context.Context) error {
+		v, err := c.ReplicationConfig(ctx)
+		if err == nil {
+			s.Replication = *v
+		}
+		return err
+	})
+	for _, name := range CollectChecks {
+		run(SourceCheck(name), func(ctx context.Context) error {
+			regions, err := c.CheckRegions(ctx, name)
+			if err == nil {
+				mu.Lock()
+				s.Checks[name] = regions
+				mu.Unlock()
+			}
+			return err
+		})
+	}
+	run(SourceHotWrite, func(ctx context.Context) error {
+		v, err := c.HotWrite(ctx)
+		if err == nil {
+			s.HotWrite = *v
+		}
+		return err
+	})
+	run(SourceHotStores, func(ctx context.Context) error {
+		v, err := c.HotStores(ctx)
+		if err == nil {
+			s.HotStores = *v
+		}
+		return err
+	})
+	var evictList []uint64
+	run(SourceSchedulers, func(ctx context.Context) (err error) {
+		s.Schedulers, err = c.Schedulers(ctx)
+		return err
+	})
+	run(SourcePaused, func(ctx context.Context) (err error) {
+		s.PausedSchedulers, err = c.PausedSchedulers(ctx)
+		return err
+	})
+	run(SourceEvictLeader, func(ctx context.Context) (err error) {
+		evictList, err = c.EvictLeaderStores(ctx)
+		return err
+	})
+	run(SourceHealth, func(ctx context.Context) (err error) {
+		s.Health, err = c.Health(ctx)
+		return err
+	})
+	run(SourceMembers, func(ctx context.Context) error {
+		v, err := c.Members(ctx)
+		if err == nil {
+			s.Members = *v
+		}
+		return err
+	})
+	for _, st := range stores {
+		if st.Store.StateName != pd.StateOffline {
+			continue
+		}
+		id := st.Store.ID
+		run(SourceProgress(id), func(ctx context.Context) error {
+			p, err := c.StoreProgress(ctx, id)
+			if errors.Is(err, pd.ErrProgressNotFound) {
+				return nil // PD starts tracking removal a moment after the store goes Offline
+			}
+			if err == nil {
+				mu.Lock()
+				s.Progress[id] = *p
+				mu.Unlock()
+			}
+			return err
+		})
+	}
+	wg.Wait()
+
+	ids := append(evictList, evictLeaderNames(s.Schedulers)...)
+	slices.Sort(ids)
+	s.EvictLeaderStores = slices.Compact(ids)
+	return s, nil
+}
