@@ -20,7 +20,7 @@ cleanup() {
 		kill -INT "$sim_pid" 2>/dev/null || true
 		wait "$sim_pid" 2>/dev/null || true
 	fi
-	rm -rf "$work"
+	if [[ -n "${KEEP:-}" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
 

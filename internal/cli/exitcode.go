@@ -6,6 +6,7 @@ import (
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
+	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/ticket"
@@ -40,6 +41,7 @@ func ExitCode(err error) int {
 		flagErr    *cmdutil.FlagError
 		actionErr  *action.ErrTransition
 		ticketErr  *ticket.ErrTransition
+		stateErr   *cmdutil.StateError
 		unknownCmd = strings.HasPrefix(err.Error(), "unknown command") ||
 			strings.HasPrefix(err.Error(), "unknown flag") ||
 			strings.HasPrefix(err.Error(), "unknown shorthand flag")
@@ -51,7 +53,8 @@ func ExitCode(err error) int {
 		return ExitNoDatabase
 	case errors.Is(err, store.ErrNotFound):
 		return ExitNotFound
-	case errors.As(err, &actionErr), errors.As(err, &ticketErr), errors.Is(err, store.ErrExpired):
+	case errors.As(err, &actionErr), errors.As(err, &ticketErr), errors.As(err, &stateErr),
+		errors.Is(err, store.ErrExpired), errors.Is(err, executor.ErrPolicy):
 		return ExitWrongState
 	case errors.Is(err, pd.ErrUnreachable):
 		return ExitPDUnreachable

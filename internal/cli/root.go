@@ -1,42 +1,121 @@
-// Package cli is the operator's command line: the root command, one
-// constructor per noun/verb, and the mapping of errors to exit codes.
+// Package cli is the operator's command line: the root command with the
+// global flags, one package per noun/verb below it (as GitHub CLI's
+// pkg/cmd), and the mapping of errors to exit codes. Only Main prints
+// errors and chooses the exit code.
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tikvops/operator/internal/cli/actions"
+	"github.com/tikvops/operator/internal/cli/audit"
+	"github.com/tikvops/operator/internal/cli/check"
+	"github.com/tikvops/operator/internal/cli/cmdutil"
+	"github.com/tikvops/operator/internal/cli/configcmd"
+	"github.com/tikvops/operator/internal/cli/run"
+	"github.com/tikvops/operator/internal/cli/tickets"
+	"github.com/tikvops/operator/internal/cli/version"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
 var Version = "dev"
 
-// Main runs the root command and returns the process exit code.
+// Main runs the command line with the process's arguments and streams and
+// returns the exit code.
 func Main() int {
-	root := NewRootCmd()
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
-		return 1
-	}
-	return 0
+	f := cmdutil.New(Version)
+	return Execute(context.Background(), f, NewRootCmd(f), nil)
 }
 
-// NewRootCmd builds the command tree.
-func NewRootCmd() *cobra.Command {
+// Execute runs root with args (nil: the process's arguments), prints an
+// error to f's error stream unless the command already reported it, and
+// returns the exit code (ExitCode).
+func Execute(ctx context.Context, f *cmdutil.Factory, root *cobra.Command, args []string) int {
+	if args != nil {
+		root.SetArgs(args)
+	}
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitCode(err)
+	printError(f.IOStreams.ErrOut, cmd, err, code)
+	return code
+}
+
+func printError(w io.Writer, cmd *cobra.Command, err error, code int) {
+	var silent *cmdutil.SilentError
+	if errors.As(err, &silent) {
+		return
+	}
+	fmt.Fprintf(w, "Error: %s\n", err)
+	switch code {
+	case ExitUsage:
+		if cmd != nil {
+			fmt.Fprintf(w, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+	case ExitNoDatabase:
+		fmt.Fprintln(w, "Hint: `operator run` creates the database; point --db, $OPERATOR_DB or [database] path at it.")
+	case ExitPDUnreachable:
+		fmt.Fprintln(w, "Hint: check --pd, $OPERATOR_PD or [pd] endpoints, and the TLS files if PD uses TLS.")
+	}
+}
+
+// NewRootCmd builds the command tree over f. The global flags are bound to
+// f.Flags.
+func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "operator",
-		Short:         "Keep a TiKV cluster healthy: detect, diagnose, propose, and act only with approval",
+		Use:   "operator <command>",
+		Short: "Keep a TiKV cluster healthy: detect, diagnose, propose, and act only with approval",
+		Long: `operator watches a TiKV cluster through PD's HTTP API, opens one ticket per
+violated invariant, diagnoses it (built-in runbooks, or Claude / an
+OpenAI-compatible model), proposes a typed action, and executes it through
+PD only after a human approves it, writing a hash-chained audit trail.
+
+Configuration: defaults < TOML file (--config, $OPERATOR_CONFIG) <
+environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-	}
-	root.AddCommand(&cobra.Command{
-		Use:   "version",
-		Short: "Print the operator version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "operator %s\n", Version)
+		Args:          cobra.NoArgs,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch f.Flags.Output {
+			case cmdutil.FormatTable, cmdutil.FormatJSON:
+				return nil
+			}
+			return cmdutil.FlagErrorf("invalid -o %q: want table or json", f.Flags.Output)
 		},
-	})
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.FlagErrorWrap(err) })
+	root.SetOut(f.IOStreams.Out)
+	root.SetErr(f.IOStreams.ErrOut)
+	root.SetIn(f.IOStreams.In)
+
+	pf := root.PersistentFlags()
+	gf := f.Flags
+	pf.StringVar(&gf.ConfigFile, "config", "", "TOML config file (default $OPERATOR_CONFIG)")
+	pf.StringVarP(&gf.PD, "pd", "u", "", "PD URL(s), comma-separated, like pd-ctl -u (default [pd] endpoints or http://127.0.0.1:2379)")
+	pf.StringVar(&gf.Overrides.DB, "db", "", "SQLite database file (default [database] path or operator.db)")
+	pf.StringVar(&gf.Overrides.Prometheus, "prometheus", "", "Prometheus URL (optional)")
+	pf.StringVar(&gf.Overrides.CACert, "cacert", "", "CA certificate to verify PD (PEM), for TLS")
+	pf.StringVar(&gf.Overrides.Cert, "cert", "", "client certificate for PD (PEM), for mutual TLS")
+	pf.StringVar(&gf.Overrides.Key, "key", "", "client key for PD (PEM), for mutual TLS")
+	pf.StringVarP(&gf.Output, "output", "o", cmdutil.FormatTable, "output format: table or json")
+
+	root.AddCommand(
+		run.NewCmdRun(f, nil),
+		check.NewCmdCheck(f, nil),
+		tickets.NewCmdTickets(f),
+		actions.NewCmdActions(f),
+		audit.NewCmdAudit(f),
+		configcmd.NewCmdConfig(f),
+		version.NewCmdVersion(f),
+	)
+	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

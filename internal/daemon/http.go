@@ -35,7 +35,7 @@ func (d *Daemon) handler(reg *prometheus.Registry, cfg config.Config, backend st
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
-		h := Health{Status: "ok", Version: d.opts.Version, StartedAt: d.started, PD: cfg.PD.Endpoints,
+		h := Health{Status: "ok", Version: d.opts.Version, StartedAt: d.started, PD: cfg.Masked().PD.Endpoints,
 			Database: cfg.Database.Path, Diagnosis: backend}
 		mon := d.mon
 		d.mu.Unlock()

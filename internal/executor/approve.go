@@ -40,6 +40,11 @@ func (e *Executor) Approve(ctx context.Context, id int64, by string) (action.Pro
 	if !action.CanTransition(p.Status, action.Approved) {
 		return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, &action.ErrTransition{ID: id, From: p.Status, To: action.Approved})
 	}
+	now := e.now()
+	if now.After(p.ExpiresAt) {
+		// The store moves it to expired and returns ErrExpired.
+		return e.st.Approve(ctx, id, by, now)
+	}
 	if e.distinct && strings.EqualFold(by, p.ProposedBy) {
 		return action.Proposal{}, fmt.Errorf("approve action %d: %w: %s proposed it and cannot approve it too (require-distinct-approver)", id, ErrPolicy, by)
 	}
@@ -50,7 +55,6 @@ func (e *Executor) Approve(ctx context.Context, id int64, by string) (action.Pro
 	if err := action.ValidateParams(a.Spec(), p.Params); err != nil {
 		return action.Proposal{}, fmt.Errorf("approve action %d: %w: %w", id, ErrPolicy, err)
 	}
-	now := e.now()
 	if e.maxPerHour > 0 {
 		if err := e.checkCap(ctx, now); err != nil {
 			return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, err)

@@ -55,8 +55,10 @@ func TestHelperProcess(t *testing.T) {
 	}
 	e := New(Options{
 		Store: st, Catalog: tikv.NewCatalog(pdc, tikv.WithPollInterval(50*time.Millisecond)),
-		Capture: func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) { return tikv.CaptureState(ctx, pdc, params) },
-		Crash:   crash, Logger: testLogger(t),
+		Capture: func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
+			return tikv.CaptureState(ctx, pdc, params)
+		},
+		Crash: crash, Logger: testLogger(t),
 	})
 	err = e.Run(ctx)
 	fmt.Fprintln(os.Stderr, "helper: Run returned without crashing:", err)

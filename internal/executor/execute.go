@@ -188,6 +188,11 @@ func (e *Executor) afterExecution(ctx context.Context, p action.Proposal) {
 			return
 		}
 		log.Info("invariant holds again; ticket resolved", "invariant", t.Invariant)
+		if n, err := e.st.ExpireTicketProposals(ctx, t.ID, e.now()); err != nil {
+			log.Warn("expire the resolved ticket's pending actions", "err", err)
+		} else if n > 0 {
+			log.Info("pending actions of the resolved ticket expired", "count", n)
+		}
 		return
 	}
 	if t.Status != ticket.Diagnosed {

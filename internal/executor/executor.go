@@ -268,7 +268,13 @@ func (e *Executor) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func(p action.Proposal) {
 				defer wg.Done()
-				defer func() { <-sem; done <- struct{}{} }()
+				defer func() {
+					<-sem
+					select { // wake the loop to fill the slot; never block
+					case done <- struct{}{}:
+					default:
+					}
+				}()
 				// The execution outlives ctx: once claimed it is carried
 				// through and recorded, within its own deadlines.
 				e.execute(context.WithoutCancel(ctx), p)

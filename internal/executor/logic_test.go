@@ -267,6 +267,16 @@ func TestExecutionOutcomes(t *testing.T) {
 	ref := propose(t, st, "refused", map[string]int{"region_id": 3, "to_store_id": 4}, time.Time{})
 	ok := propose(t, st, "good", map[string]int{"region_id": 4, "to_store_id": 1}, time.Time{})
 	held[ok.TicketID] = true
+	// A newer diagnosis of the same ticket proposed something else, still
+	// pending: it expires when the ticket resolves.
+	if err := st.Reopen(ctx, ok.TicketID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pendingID, err := st.SaveDiagnosis(ctx, ok.TicketID, store.DiagnosisInput{Markdown: "again", Backend: "rules",
+		Proposal: &action.Proposal{ActionType: "good", Params: json.RawMessage(`{"region_id":9,"to_store_id":1}`), ExpiresAt: time.Now().Add(time.Hour)}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []action.Proposal{unknown, flaky, ref, ok} {
 		if _, err := st.Approve(ctx, p.ID, "alice", time.Now()); err != nil {
 			t.Fatal(err)
@@ -305,6 +315,9 @@ func TestExecutionOutcomes(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	if got, _ := st.Proposal(ctx, pendingID); got.Status != action.Expired {
+		t.Errorf("pending proposal of the resolved ticket is %s, want expired", got.Status)
 	}
 	mu.Lock()
 	defer mu.Unlock()

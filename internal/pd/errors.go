@@ -56,6 +56,7 @@ type APIError struct {
 	Message string
 }
 
+// Error renders "pd: METHOD PATH: STATUS MESSAGE".
 func (e *APIError) Error() string {
 	return fmt.Sprintf("pd: %s %s: %d %s", e.Method, e.Path, e.Status, e.Message)
 }
@@ -68,6 +69,7 @@ type DecodeError struct {
 	Err    error
 }
 
+// Error renders "pd: METHOD PATH: malformed response: cause".
 func (e *DecodeError) Error() string {
 	return fmt.Sprintf("pd: %s %s: malformed response: %v", e.Method, e.Path, e.Err)
 }

@@ -132,3 +132,26 @@ func (s *Store) ClaimedSince(ctx context.Context, since time.Time) (n int, oldes
 	}
 	return n, first.t, nil
 }
+
+// ExpireTicketProposals moves the proposals of ticket ticketID still
+// awaiting a human (proposed or dry_run) to expired, and returns how many
+// it moved. The executor calls it when it resolves the ticket: a fix for
+// a violation that is gone no longer fits. Approved, executing and final
+// proposals are left alone.
+func (s *Store) ExpireTicketProposals(ctx context.Context, ticketID int64, now time.Time) (n int, err error) {
+	ts := fmtTime(now)
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE action_proposals SET status = 'expired', updated_at = ?
+WHERE ticket_id = ? AND status IN ('proposed', 'dry_run')`, ts, ticketID)
+		if err != nil {
+			return err
+		}
+		c, err := res.RowsAffected()
+		n = int(c)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire actions of ticket %d: %w", ticketID, err)
+	}
+	return n, nil
+}

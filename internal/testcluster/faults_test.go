@@ -18,6 +18,10 @@ func TestStoreDisconnectedDownReplacedAndUp(t *testing.T) {
 	t.Parallel()
 	c := Start(t, Options{Stores: 4, Regions: 12, StoreHeartbeat: time.Second, MaxStoreDownTime: 25 * time.Second})
 	ctx := ctxT(t, 3*time.Minute)
+	// PD's default store limit (15 peers/min) would make the repair below slow.
+	if err := c.PostJSON(ctx, "/stores/limit", map[string]any{"rate": 600}, nil); err != nil {
+		t.Fatal(err)
+	}
 	victim := c.Sim.StoreIDs()[1]
 	stoppedAt := time.Now()
 	if err := c.Sim.StopStore(victim); err != nil {
@@ -72,6 +76,7 @@ func TestStoreDisconnectedDownReplacedAndUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PD did not replace the peers of the down store: %v", err)
 	}
+	t.Logf("peers replaced %s after stopping", time.Since(stoppedAt).Round(time.Second))
 
 	if err := c.Sim.StartStore(victim); err != nil {
 		t.Fatal(err)

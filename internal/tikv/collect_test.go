@@ -3,6 +3,7 @@ package tikv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"testing"
@@ -113,17 +114,32 @@ func TestCollectRealCluster(t *testing.T) {
 	if err := postJSON(ctx, tc.PDURL+"/pd/api/v1/schedulers/balance-region-scheduler", pauseBody); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "pending peer, evict-leader and paused scheduler in the snapshot", func() (bool, string) {
+	hot := ids[0]
+	if err := tc.Sim.SetWriteFlow(hot, 32<<20, 100000); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "pending peer, evict-leader, paused scheduler and hot region in the snapshot", func() (bool, string) {
 		s, err = Collect(ctx, c)
 		if err != nil {
 			return false, err.Error()
 		}
 		pending := s.Checks[CheckPendingPeer]
+		hotSeen := false
+		for _, st := range s.HotWrite.AsLeader {
+			for _, h := range st.Stats {
+				hotSeen = hotSeen || (h.RegionID == hot && h.ByteRate > 0)
+			}
+		}
 		ok := len(pending) == 1 && pending[0].ID == target &&
 			slices.Equal(s.EvictLeaderStores, []uint64{evicted}) &&
-			slices.Contains(s.PausedSchedulers, "balance-region-scheduler")
-		return ok, "pending " + regionIDs(pending) + " evict " + uint64s(s.EvictLeaderStores) + " paused " + stringsOf(s.PausedSchedulers)
+			slices.Contains(s.PausedSchedulers, "balance-region-scheduler") && hotSeen && len(s.Errors) == 0
+		return ok, fmt.Sprintf("pending %s evict %v paused %v hot %v errors %v", regionIDs(pending), s.EvictLeaderStores, s.PausedSchedulers, hotSeen, s.Errors)
 	})
+	// Per-store rates come from store heartbeats; the simulator reports
+	// none, so only the shape is checked.
+	if len(s.HotStores.BytesWriteRate) != 3 {
+		t.Errorf("hot stores = %+v, want an entry per store", s.HotStores)
+	}
 }
 
 // TestCollectUnreachable checks that a PD nobody listens on is an error

@@ -43,7 +43,3 @@ func regionIDs(rs []pd.Region) string {
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
-
-func uint64s(ids []uint64) string { return fmt.Sprint(ids) }
-
-func stringsOf(s []string) string { return fmt.Sprint(s) }

@@ -49,8 +49,8 @@ type StoreView struct {
 	RegionCount int `json:"region_count"`
 	LeaderCount int `json:"leader_count"`
 	// SlowScore as reported (0 = not reported).
-	SlowScore uint64 `json:"slow_score"`
-	IsBusy    bool   `json:"is_busy"`
+	SlowScore uint64    `json:"slow_score"`
+	IsBusy    bool      `json:"is_busy"`
 	StartTime time.Time `json:"start_time"`
 	// LastHeartbeat is the last store heartbeat PD accepted (zero if none).
 	LastHeartbeat time.Time `json:"last_heartbeat"`

@@ -18,6 +18,7 @@ func NewCmdActions(f *cmdutil.Factory) *cobra.Command {
 		Aliases: []string{"action"},
 		Short:   "List, show, dry-run, approve and reject proposed actions",
 		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(
 		list.NewCmdList(f, nil),

@@ -15,6 +15,7 @@ func NewCmdAudit(f *cmdutil.Factory) *cobra.Command {
 		Use:   "audit <command>",
 		Short: "List and verify the append-only, hash-chained audit trail",
 		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(list.NewCmdList(f, nil), verify.NewCmdVerify(f, nil))
 	return cmd

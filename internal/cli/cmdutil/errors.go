@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/executor"
+	"github.com/tikvops/operator/internal/store"
 )
 
 // FlagError is bad input: a wrong flag, argument or configuration (exit 2).
@@ -65,4 +69,55 @@ func ParseID(kind, arg string) (int64, error) {
 		return 0, FlagErrorf("invalid %s id %q: want a positive integer", kind, arg)
 	}
 	return id, nil
+}
+
+// NotFoundError is an unknown ticket or action id (exit 3). It matches
+// store.ErrNotFound.
+type NotFoundError struct {
+	Kind string // "ticket", "action"
+	ID   int64
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %d not found", e.Kind, e.ID) }
+
+// Unwrap returns store.ErrNotFound.
+func (e *NotFoundError) Unwrap() error { return store.ErrNotFound }
+
+// StateError is a request the object's status does not allow (exit 4),
+// with a message for humans; it unwraps to the store's or executor's
+// error (*action.ErrTransition, store.ErrExpired, executor.ErrPolicy).
+type StateError struct {
+	Msg string
+	Err error
+}
+
+func (e *StateError) Error() string { return e.Msg }
+
+// Unwrap returns the underlying error.
+func (e *StateError) Unwrap() error { return e.Err }
+
+// Clean turns the store's and executor's errors about the object kind/id
+// into the short messages the CLI prints: "action 7 not found",
+// "action 7 is rejected; only proposed actions can be approved". Other
+// errors are returned unchanged.
+func Clean(kind string, id int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *action.ErrTransition
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &NotFoundError{Kind: kind, ID: id}
+	case errors.As(err, &te):
+		msg := te.Error()
+		if te.To == action.DryRun {
+			msg = fmt.Sprintf("action %d is %s; only proposed actions can be dry-run", te.ID, te.From)
+		}
+		return &StateError{Msg: msg, Err: err}
+	case errors.Is(err, store.ErrExpired):
+		return &StateError{Msg: strings.TrimPrefix(err.Error(), fmt.Sprintf("approve action %d: ", id)), Err: err}
+	case errors.Is(err, executor.ErrPolicy):
+		return &StateError{Msg: strings.TrimPrefix(err.Error(), fmt.Sprintf("approve action %d: ", id)), Err: err}
+	}
+	return err
 }

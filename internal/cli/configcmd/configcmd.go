@@ -14,6 +14,7 @@ func NewCmdConfig(f *cmdutil.Factory) *cobra.Command {
 		Use:   "config <command>",
 		Short: "Show the effective configuration",
 		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(show.NewCmdShow(f, nil))
 	return cmd

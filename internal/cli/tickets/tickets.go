@@ -16,6 +16,7 @@ func NewCmdTickets(f *cmdutil.Factory) *cobra.Command {
 		Aliases: []string{"ticket"},
 		Short:   "List and show tickets (one per violated invariant and subject)",
 		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(list.NewCmdList(f, nil), show.NewCmdShow(f, nil))
 	return cmd

@@ -158,7 +158,7 @@ func approveRun(ctx context.Context, opts *ApproveOptions) error {
 
 	p, err := gate.Approve(ctx, opts.ID, opts.As)
 	if err != nil {
-		return err
+		return cmdutil.Clean("action", opts.ID, err)
 	}
 	out := opts.IO.Out
 	jsonOut := opts.Format == cmdutil.FormatJSON
@@ -181,7 +181,7 @@ func approveRun(ctx context.Context, opts *ApproveOptions) error {
 func dryRun(ctx context.Context, opts *ApproveOptions, st *store.Store, gate Gate) error {
 	res, rec, err := gate.DryRun(ctx, opts.ID, opts.As)
 	if err != nil {
-		return err
+		return cmdutil.Clean("action", opts.ID, err)
 	}
 	p, err := st.Proposal(ctx, opts.ID)
 	if err != nil {

@@ -93,7 +93,7 @@ func rejectRun(ctx context.Context, opts *RejectOptions) error {
 	}
 	p, err := gate.Reject(ctx, opts.ID, opts.As, opts.Reason)
 	if err != nil {
-		return err
+		return cmdutil.Clean("action", opts.ID, err)
 	}
 	if opts.Format == cmdutil.FormatJSON {
 		return cmdutil.PrintJSON(opts.IO.Out, p)

@@ -115,7 +115,7 @@ func showRun(ctx context.Context, opts *ShowOptions) error {
 	defer st.Close()
 	v, err := Load(ctx, st, opts.ID)
 	if err != nil {
-		return err
+		return cmdutil.Clean("action", opts.ID, err)
 	}
 	if opts.Specs != nil {
 		if specs, err := opts.Specs(); err == nil {

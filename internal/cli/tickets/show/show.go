@@ -67,7 +67,7 @@ func showRun(ctx context.Context, opts *ShowOptions) error {
 	defer st.Close()
 	t, err := st.Ticket(ctx, opts.ID)
 	if err != nil {
-		return err
+		return cmdutil.Clean("ticket", opts.ID, err)
 	}
 	v := View{Ticket: t}
 	if v.Proposals, err = st.Proposals(ctx, store.ProposalFilter{TicketID: t.ID}); err != nil {
