@@ -16,6 +16,15 @@ if [[ -x "$bin" && "${1:-}" != "--force" ]]; then
 fi
 
 mkdir -p "$cache"
+# Parallel callers (e.g. several test packages on a fresh clone) build once.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"$cache/.build.lock"
+	flock 9
+	if [[ -x "$bin" && "${1:-}" != "--force" ]]; then
+		echo "$bin"
+		exit 0
+	fi
+fi
 tmp="$(mktemp "$cache/pd-server.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 echo "build-pd: building github.com/tikv/pd/cmd/pd-server (takes ~2 min on 2 cores)..." >&2

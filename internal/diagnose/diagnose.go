@@ -194,6 +194,11 @@ type Context struct {
 	// Prometheus is optional series text (metric{labels} value lines) when a
 	// Prometheus URL is configured; "" otherwise.
 	Prometheus string `json:"prometheus,omitempty"`
+	// SourceErrors names the sources the gatherer could not read (source
+	// name as in tikv.Snapshot.Errors, e.g. "hotspot/write", or
+	// "prometheus"), with the error text, so a diagnosis can say what it
+	// could not check. Nil when everything was read.
+	SourceErrors map[string]string `json:"source_errors,omitempty"`
 	// Snapshot is the monitor's last read of the cluster, for the rules
 	// backend. It is never sent to a model (the Redactor drops it).
 	Snapshot *tikv.Snapshot `json:"-"`

@@ -151,6 +151,12 @@ func (r *Redactor) Context(c *Context) *Context {
 	out.Ticket.Evidence = r.jsonWith(c.Ticket.Evidence, addrs)
 	out.Ticket.FirstEvidence = r.jsonWith(c.Ticket.FirstEvidence, addrs)
 	out.Prometheus = r.text(c.Prometheus, addrs)
+	if c.SourceErrors != nil {
+		out.SourceErrors = make(map[string]string, len(c.SourceErrors))
+		for k, v := range c.SourceErrors {
+			out.SourceErrors[k] = r.text(v, addrs)
+		}
+	}
 
 	if c.Stores != nil {
 		out.Stores = make([]pd.StoreInfo, len(c.Stores))

@@ -347,7 +347,7 @@ func (e *Executor) recoverOne(ctx context.Context, p action.Proposal) (action.Pr
 	if p.ExecutedAt != nil {
 		seen[0] += " at " + p.ExecutedAt.UTC().Format(time.RFC3339)
 	}
-	seen[0] += " and stopped before recording an outcome; not re-run, check the cluster and decide"
+	seen[0] += fmt.Sprintf(" and stopped before recording an outcome; found executing by %s at start and not re-run: check the cluster and decide", e.name)
 	var state json.RawMessage
 	if e.capture != nil {
 		cctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)

@@ -468,3 +468,18 @@ func (c *Cluster) do(ctx context.Context, method, path string, body, out any) er
 	}
 	return nil
 }
+
+// PauseScheduler pauses a PD scheduler (e.g. "balance-leader-scheduler")
+// for d, rounded up to whole seconds; d = 0 resumes it
+// (POST /pd/api/v1/schedulers/{name} {"delay": seconds}).
+func (c *Cluster) PauseScheduler(ctx context.Context, name string, d time.Duration) error {
+	secs := int64((d + time.Second - 1) / time.Second)
+	return c.PostJSON(ctx, "/schedulers/"+name, map[string]int64{"delay": secs}, nil)
+}
+
+// SetStoreLimit sets the add-peer and remove-peer limit of every store, in
+// operations per minute (POST /pd/api/v1/stores/limit; PD's default is 15).
+// Raise it to make PD repair or move replicas quickly in tests.
+func (c *Cluster) SetStoreLimit(ctx context.Context, perMinute float64) error {
+	return c.PostJSON(ctx, "/stores/limit", map[string]float64{"rate": perMinute}, nil)
+}

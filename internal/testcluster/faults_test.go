@@ -19,7 +19,7 @@ func TestStoreDisconnectedDownReplacedAndUp(t *testing.T) {
 	c := Start(t, Options{Stores: 4, Regions: 12, StoreHeartbeat: time.Second, MaxStoreDownTime: 25 * time.Second})
 	ctx := ctxT(t, 3*time.Minute)
 	// PD's default store limit (15 peers/min) would make the repair below slow.
-	if err := c.PostJSON(ctx, "/stores/limit", map[string]any{"rate": 600}, nil); err != nil {
+	if err := c.SetStoreLimit(ctx, 600); err != nil {
 		t.Fatal(err)
 	}
 	victim := c.Sim.StoreIDs()[1]

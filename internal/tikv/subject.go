@@ -6,12 +6,13 @@ import (
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/subject"
 )
 
 // Subject bundles what the operator needs of one TiKV cluster: its PD
 // client, the optional Prometheus, and the action catalog. Interfaces over
-// it belong to the packages that use it (monitor, executor); their method
-// sets are subsets of Subject's.
+// it belong to the packages that use it (monitor, executor); it implements
+// the generic subject.Subject[*Snapshot].
 type Subject struct {
 	// PD is the cluster's PD HTTP client.
 	PD *pd.Client
@@ -37,3 +38,6 @@ func (s *Subject) Catalog() *action.Catalog { return s.catalog }
 func (s *Subject) CaptureState(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
 	return CaptureState(ctx, s.PD, params)
 }
+
+// Subject is the TiKV implementation of the generic subject interface.
+var _ subject.Subject[*Snapshot] = (*Subject)(nil)
