@@ -6,6 +6,9 @@ import (
 )
 
 func (s *Sim) storeLocked(id uint64) (*store, error) {
+	if s.closed {
+		return nil, ErrClosed
+	}
 	st := s.stores[id]
 	if st == nil {
 		return nil, fmt.Errorf("%w: %d", ErrStoreNotFound, id)
@@ -14,6 +17,9 @@ func (s *Sim) storeLocked(id uint64) (*store, error) {
 }
 
 func (s *Sim) regionLocked(id uint64) (*region, error) {
+	if s.closed {
+		return nil, ErrClosed
+	}
 	r := s.regions[id]
 	if r == nil {
 		return nil, fmt.Errorf("%w: %d", ErrRegionNotFound, id)

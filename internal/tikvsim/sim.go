@@ -488,7 +488,15 @@ func (s *Sim) streamOnce(ctx context.Context, st *store) error {
 	}()
 
 	recvErr := make(chan error, 1)
+	recvDone := make(chan struct{})
+	// Wait for the receiver on every return, so no response is handled
+	// after the stream (and, at Close, the simulator) is gone.
+	defer func() {
+		cancel()
+		<-recvDone
+	}()
 	go func() {
+		defer close(recvDone)
 		for {
 			resp, err := stream.Recv()
 			if err != nil {
@@ -515,8 +523,6 @@ func (s *Sim) streamOnce(ctx context.Context, st *store) error {
 			s.mu.Unlock()
 			for _, req := range q {
 				if err := stream.Send(req); err != nil {
-					cancel()
-					<-recvErr
 					return err
 				}
 			}
@@ -549,7 +555,7 @@ func (s *Sim) handleResponse(ctx context.Context, storeID uint64, resp *pdpb.Reg
 	defer s.mu.Unlock()
 	st := s.stores[storeID]
 	r := s.regions[resp.GetRegionId()]
-	if st == nil || !st.alive() || r == nil || r.splitting {
+	if s.closed || st == nil || !st.alive() || r == nil || r.splitting {
 		return
 	}
 	if !epochEqual(r.meta.GetRegionEpoch(), resp.GetRegionEpoch()) {

@@ -219,7 +219,8 @@ func wait(ctx context.Context, opts *ApproveOptions, cfg config.Config, st *stor
 	if grace <= 0 {
 		grace = PickupGrace
 	}
-	start := opts.Now()
+	// Waiting uses the monotonic clock; opts.Now is for what is shown.
+	start := time.Now()
 	deadline := start.Add(opts.Wait)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -233,7 +234,7 @@ func wait(ctx context.Context, opts *ApproveOptions, cfg config.Config, st *stor
 		if p.Status.Final() {
 			return finished(ctx, opts, st, p)
 		}
-		now := opts.Now()
+		now := time.Now()
 		if p.Status == action.Approved && !checkedDaemon && now.Sub(start) >= grace && opts.DaemonAlive != nil {
 			checkedDaemon = true
 			if !opts.DaemonAlive(ctx, cfg) {
