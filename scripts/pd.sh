@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pd.sh starts one pd-server on loopback in the foreground (Ctrl-C stops it).
+# pd.sh starts one pd-server on loopback in the foreground (Ctrl-C or SIGTERM stops it).
 #
 #   scripts/pd.sh [--client-port 2379] [--peer-port 2380] [--data-dir DIR] [--config FILE] [extra pd-server flags...]
 #

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/diagnose"
+	"github.com/tikvops/operator/internal/diagnose/gather"
 	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/invariant"
 	"github.com/tikvops/operator/internal/monitor"
@@ -96,7 +97,7 @@ func New(opts Options) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.cfg
 	log := d.log
-	st, err := store.Open(ctx, cfg.Database.Path, store.Options{Create: true, Logger: log.With("component", "store")})
+	st, err := store.Open(ctx, cfg.Database.Path, store.Options{Create: true, Logger: log})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -139,7 +140,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Sink:           st,
 		Quiet:          cfg.Monitor.Quiet.Duration,
 		UnreachableFor: cfg.Invariants.ForOf(invariant.NamePDUnreachable),
-		Logger:         log.With("component", "monitor"),
+		Logger:         log,
 		Registerer:     reg,
 	})
 
@@ -150,18 +151,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("prometheus: %w", err)
 		}
 	}
-	backend, err := NewBackend(cfg, pdc, prom, d.opts.Getenv, log.With("component", "diagnose"))
+	backend, err := NewBackend(cfg, pdc, prom, d.opts.Getenv, log)
 	if err != nil {
 		return err
 	}
 	runner := &diagnose.Runner{
 		Source:      st,
-		Gather:      NewGatherer(pdc, prom, catalog, log.With("component", "gather")),
+		Gather:      gather.New(pdc, gather.Options{Prom: prom, Catalog: catalog, Logger: log}),
 		Backend:     backend,
 		Catalog:     catalog,
 		Sink:        storeSink{st},
 		ProposalTTL: cfg.Actions.Expiry.Duration,
-		Logger:      log.With("component", "diagnose"),
+		Logger:      log,
 	}
 	reeval := NewReevaluator(collect, cfg.Invariants, time.Now)
 	exec := executor.New(executor.Options{
@@ -174,7 +175,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Timeout:                 cfg.Actions.ExecutionTimeout.Duration,
 		MaxPerHour:              cfg.Actions.MaxExecutionsPerHour,
 		RequireDistinctApprover: cfg.Actions.RequireDistinctApprover,
-		Logger:                  log.With("component", "executor"),
+		Logger:                  log,
 		Registerer:              reg,
 		Crash:                   crash,
 	})

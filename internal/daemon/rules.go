@@ -5,12 +5,11 @@ import (
 
 	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/diagnose"
+	"github.com/tikvops/operator/internal/diagnose/rules"
 )
 
-// newRules returns the offline runbook backend.
-// TODO(integration): package diagnose/rules has not landed yet; until it
-// does, "rules" falls back to Noop (every ticket: "a human must look").
-func newRules(_ config.Config, log *slog.Logger) (diagnose.Backend, error) {
-	log.Warn("the rules diagnosis backend is not available in this build; using noop (no proposals)")
-	return diagnose.Noop{}, nil
+// newRules returns the offline runbook backend, with the slow-store
+// threshold of the invariants so that a runbook and its invariant agree.
+func newRules(cfg config.Config, _ *slog.Logger) (diagnose.Backend, error) {
+	return rules.New(rules.Options{SlowScore: cfg.Invariants.SlowScore}), nil
 }

@@ -198,3 +198,22 @@ func TestRedactHexKeysInText(t *testing.T) {
 		t.Errorf("keys in operator text or evidence list survived: %s", all)
 	}
 }
+
+// TestRedactSourceErrors: gather errors name PD endpoints and region keys;
+// the redacted copy hides them and leaves the caller's map alone.
+func TestRedactSourceErrors(t *testing.T) {
+	cat, _ := diagnosetest.Catalog(nil)
+	c := diagnosetest.Context(cat)
+	c.SourceErrors = map[string]string{
+		"hotspot/write": "GET http://10.0.0.1:20160/pd/api/v1/hotspot/regions/write: connection refused",
+		"region":        "region with start key " + diagnosetest.SecretStartKey + " not found",
+	}
+	rc := diagnose.NewRedactor(diagnose.RedactOptions{RedactAddresses: true}).Context(c)
+	out := mustJSON(t, rc.SourceErrors)
+	if strings.Contains(out, "10.0.0.1:20160") || strings.Contains(out, diagnosetest.SecretStartKey) {
+		t.Errorf("source errors not redacted: %s", out)
+	}
+	if !strings.Contains(c.SourceErrors["hotspot/write"], "10.0.0.1:20160") {
+		t.Errorf("input modified: %v", c.SourceErrors)
+	}
+}

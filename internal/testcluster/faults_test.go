@@ -177,3 +177,37 @@ func TestSkewLeadersPersistWithoutBalanceLeader(t *testing.T) {
 		}
 	}
 }
+
+// DELETE /store/{id} makes the store Offline; PD moves its peers away
+// (the simulator carries out the conf changes), buries it as Tombstone,
+// and the simulator stops it when PD answers STORE_TOMBSTONE.
+func TestRemoveStoreBecomesTombstone(t *testing.T) {
+	t.Parallel()
+	c := Start(t, Options{Stores: 4, Regions: 8, StoreHeartbeat: time.Second})
+	ctx := ctxT(t, 2*time.Minute)
+	if err := c.SetStoreLimit(ctx, 600); err != nil {
+		t.Fatal(err)
+	}
+	victim := c.Sim.StoreIDs()[3]
+	if err := c.Delete(ctx, fmt.Sprintf("/store/%d", victim)); err != nil {
+		t.Fatal(err)
+	}
+	if s := storeByID(t, c, ctx, victim); s.Store.StateName != "Offline" && s.Store.StateName != "Tombstone" {
+		t.Fatalf("store %d is %s after DELETE, want Offline", victim, s.Store.StateName)
+	}
+	err := c.WaitFor(ctx, func() (bool, error) {
+		var s pd.StoreInfo
+		if err := c.GetJSON(ctx, fmt.Sprintf("/store/%d", victim), &s); err != nil {
+			return false, err
+		}
+		v, err := c.Sim.Store(victim)
+		return s.Store.StateName == "Tombstone" && v.Tombstone && v.RegionCount == 0, err
+	})
+	if err != nil {
+		v, _ := c.Sim.Store(victim)
+		t.Fatalf("store %d never Tombstone in PD and simulator: %v (sim %+v)", victim, err, v)
+	}
+	if err := c.Sim.StartStore(victim); err == nil {
+		t.Fatal("a tombstone store restarted")
+	}
+}

@@ -2,6 +2,7 @@ package cmdutil
 
 import (
 	"context"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +25,7 @@ func ExactID(kind string) cobra.PositionalArgs {
 		case 1:
 			return nil
 		case 0:
-			return FlagErrorf("%s needs a %s id, e.g. %s 7", cmd.CommandPath(), kind, cmd.CommandPath())
+			return FlagErrorf("%s needs %s %s id, e.g. %s 7", cmd.CommandPath(), article(kind), kind, cmd.CommandPath())
 		default:
 			return FlagErrorf("%s takes one %s id, got %d arguments", cmd.CommandPath(), kind, len(args))
 		}
@@ -47,4 +48,11 @@ func (f *Factory) Format() string {
 		return FormatTable
 	}
 	return f.Flags.Output
+}
+
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }

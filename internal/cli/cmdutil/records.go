@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
@@ -14,18 +15,11 @@ import (
 func RecordTable(w io.Writer, recs []action.Record, now time.Time) error {
 	tw := NewTable(w, "RECORD", "ACTION", "TICKET", "KIND", "RESULT", "FINISHED", "APPROVED BY", "EXECUTED BY", "MESSAGE")
 	for _, r := range recs {
-		kind, result := "execution", "failed"
+		kind := "execution"
 		if r.DryRun {
 			kind = "dry-run"
 		}
-		if r.Success {
-			result = "ok"
-			if r.DryRun {
-				result = "valid"
-			}
-		} else if r.DryRun {
-			result = "invalid"
-		}
+		result := RecordResult(r)
 		tw.Row(strconv.FormatInt(r.ID, 10), fmt.Sprintf("#%d %s", r.ProposalID, r.ActionType), "#"+strconv.FormatInt(r.TicketID, 10),
 			kind, result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, 80))
 	}
@@ -37,4 +31,21 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// RecordResult is a record's verdict for humans: "ok" or "failed" for an
+// execution, "valid" or "invalid" for a dry run. A dry run is valid when
+// the record says success, or when its message (written by the executor)
+// starts with "dry run: valid".
+func RecordResult(r action.Record) string {
+	if r.DryRun {
+		if r.Success || strings.HasPrefix(r.Message, "dry run: valid") {
+			return "valid"
+		}
+		return "invalid"
+	}
+	if r.Success {
+		return "ok"
+	}
+	return "failed"
 }

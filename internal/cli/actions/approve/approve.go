@@ -302,7 +302,7 @@ func renderOutcome(w io.Writer, p action.Proposal, rec *action.Record) {
 	if p.ExecutedAt != nil && p.FinishedAt != nil {
 		took = fmt.Sprintf(" in %s", p.FinishedAt.Sub(*p.ExecutedAt).Round(time.Millisecond))
 	}
-	fmt.Fprintf(w, "Action #%d %s%s by %s: %s\n", p.ID, p.Status, took, p.ExecutedBy, p.Result)
+	fmt.Fprintf(w, "Action #%d %s%s (approved by %s, executed by %s): %s\n", p.ID, p.Status, took, p.ApprovedBy, p.ExecutedBy, p.Result)
 	if rec == nil {
 		return
 	}

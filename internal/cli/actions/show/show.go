@@ -168,10 +168,7 @@ func History(p action.Proposal, recs []action.Record) []Event {
 		if !r.DryRun {
 			continue
 		}
-		res := "valid"
-		if !r.Success {
-			res = "invalid"
-		}
+		res := cmdutil.RecordResult(r)
 		by := r.ApprovedBy
 		if by == "" {
 			by = r.ExecutedBy

@@ -87,7 +87,7 @@ func render(w io.Writer, v View, now time.Time) error {
 	fmt.Fprintf(w, "Ticket #%d  %s  [%s]  %s\n", t.ID, t.Key, t.Status, t.Severity)
 	fmt.Fprintf(w, "%s\n\n", t.Summary)
 	fmt.Fprintf(w, "First seen:   %s\n", cmdutil.Stamp(t.FirstSeen, now))
-	fmt.Fprintf(w, "Last seen:    %s (%d occurrences)\n", cmdutil.Stamp(t.LastSeen, now), t.Occurrences)
+	fmt.Fprintf(w, "Last seen:    %s; seen %d times\n", cmdutil.Stamp(t.LastSeen, now), t.Occurrences)
 	if t.ClearedAt != nil && t.Status != ticket.Resolved {
 		fmt.Fprintf(w, "Holding since: %s (resolves after the quiet period)\n", cmdutil.Stamp(*t.ClearedAt, now))
 	}

@@ -1,0 +1,442 @@
+// Package e2e drives the built operator binary, as a user would, against a
+// real pd-server with simulated TiKV stores (internal/testcluster): the
+// README's flow from a leader skew to a resolved ticket and a verified audit
+// trail, a stopped store, the reject path, and bad input with its exit codes.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/testcluster"
+	"github.com/tikvops/operator/internal/ticket"
+)
+
+// operatorBin is the operator binary TestMain builds.
+var operatorBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "operator-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	operatorBin = filepath.Join(dir, "operator")
+	build := exec.Command("go", "build", "-o", operatorBin, "github.com/tikvops/operator/cmd/operator")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: go build operator:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// res is one finished CLI invocation.
+type res struct {
+	args        []string
+	code        int
+	out, errOut string
+}
+
+func (r res) String() string {
+	return fmt.Sprintf("operator %s -> exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.out, r.errOut)
+}
+
+// env is a cluster, a config file and a database path.
+type env struct {
+	t      *testing.T
+	c      *testcluster.Cluster
+	dir    string
+	cfg    string
+	db     string
+	listen string
+}
+
+// op runs the operator binary with the demo configuration and waits for it.
+func (e *env) op(args ...string) res {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, operatorBin, args...)
+	cmd.Env = append(os.Environ(), "OPERATOR_CONFIG="+e.cfg)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := res{args: args, out: out.String(), errOut: errOut.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		e.t.Fatalf("operator %v: %v", args, err)
+	}
+	return r
+}
+
+// must runs the operator and requires exit code want and substrings of
+// stdout+stderr.
+func (e *env) must(want int, has []string, args ...string) res {
+	e.t.Helper()
+	r := e.op(args...)
+	if r.code != want {
+		e.t.Fatalf("want exit %d: %s", want, r)
+	}
+	all := r.out + r.errOut
+	for _, s := range has {
+		if !strings.Contains(all, s) {
+			e.t.Fatalf("output lacks %q: %s", s, r)
+		}
+	}
+	return r
+}
+
+// jsonOf runs the operator with -o json and decodes stdout into v.
+func (e *env) jsonOf(v any, args ...string) {
+	e.t.Helper()
+	r := e.must(0, nil, append([]string{"-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(r.out), v); err != nil {
+		e.t.Fatalf("decode %v: %v\n%s", args, err, r.out)
+	}
+}
+
+// eventually polls cond every 250 ms until it holds or limit passes.
+func (e *env) eventually(what string, limit time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+type region struct {
+	ID     uint64 `json:"id"`
+	Leader struct {
+		StoreID uint64 `json:"store_id"`
+	} `json:"leader"`
+}
+
+func (e *env) region(id uint64) region {
+	e.t.Helper()
+	var r region
+	if err := e.c.GetJSON(context.Background(), fmt.Sprintf("/region/id/%d", id), &r); err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// regionOperator reads GET /pd/api/v1/operators/{id} (PD keeps finished
+// operators for 10 minutes).
+func (e *env) regionOperator(id uint64) pd.RegionOperator {
+	e.t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/pd/api/v1/operators/%d", e.c.PDURL, id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	op, err := pd.ParseRegionOperator(b)
+	if err != nil {
+		e.t.Fatalf("operator of region %d: %v (%s)", id, err, b)
+	}
+	return *op
+}
+
+type ticketRow struct {
+	ticket.Ticket
+	ActionID     int64         `json:"action_id"`
+	ActionStatus action.Status `json:"action_status"`
+}
+
+func (e *env) tickets() []ticketRow {
+	var rows []ticketRow
+	e.jsonOf(&rows, "tickets", "list", "--limit", "0")
+	return rows
+}
+
+func (e *env) pendingProposal(after int64) (action.Proposal, bool) {
+	var ps []action.Proposal
+	e.jsonOf(&ps, "actions", "list", "--status", "pending")
+	for _, p := range ps {
+		if p.ActionType == "transfer_leader" && p.ID > after {
+			return p, true
+		}
+	}
+	return action.Proposal{}, false
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// daemon starts `operator run` and stops it with SIGTERM at cleanup,
+// requiring a clean exit.
+func (e *env) daemon() {
+	e.t.Helper()
+	logPath := filepath.Join(e.dir, "operator.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(operatorBin, "run", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "OPERATOR_CONFIG="+e.cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	e.t.Cleanup(func() {
+		defer logf.Close()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("operator run after SIGTERM: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			e.t.Errorf("operator run did not stop within 30s of SIGTERM")
+		}
+		log, _ := os.ReadFile(logPath)
+		if !bytes.Contains(log, []byte(`"msg":"operator stopped"`)) {
+			e.t.Errorf("no clean shutdown in the log")
+		}
+		if e.t.Failed() {
+			e.t.Logf("operator log:\n%s", log)
+		}
+	})
+	e.eventually("the daemon's /healthz", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + e.listen + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func TestOperatorEndToEnd(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 1, SkewLeaders: true, PauseBalanceLeader: true})
+	dir := t.TempDir()
+	e := &env{t: t, c: c, dir: dir, cfg: filepath.Join(dir, "operator.toml"), db: filepath.Join(dir, "operator.db"), listen: freeAddr(t)}
+	// The demo's configuration (scripts/demo.sh): 5 regions led by one
+	// store; min-diff 4 so that one transfer brings it within the threshold.
+	conf := fmt.Sprintf(`
+[pd]
+endpoints = [%q]
+[database]
+path = %q
+[monitor]
+interval = "1s"
+quiet-period = "5s"
+[server]
+listen = %q
+[invariants]
+default-for = "0s"
+leader-imbalance-min-diff = 4
+`, c.PDURL, e.db, e.listen)
+	if err := os.WriteFile(e.cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Bad input before the daemon ever ran.
+	e.must(5, []string{"no operator database at " + e.db}, "tickets", "list")
+	e.must(5, []string{"no operator database"}, "actions", "approve", "1")
+	if _, err := os.Stat(e.db); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a read command created the database: %v", err)
+	}
+	e.must(6, []string{"pd unreachable"}, "--pd", "http://127.0.0.1:1", "check")
+	e.must(2, []string{"unknown command"}, "tickets", "frobnicate")
+	// `check` sees the skew without any database.
+	e.must(7, []string{"leader_imbalance", "cluster"}, "check")
+	if _, err := os.Stat(e.db); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("check created the database: %v", err)
+	}
+
+	e.daemon()
+
+	// leader skew -> ticket -> rules diagnosis -> transfer_leader proposal.
+	var p action.Proposal
+	e.eventually("a transfer_leader proposal", 60*time.Second, func() bool {
+		var ok bool
+		p, ok = e.pendingProposal(0)
+		return ok
+	})
+	var params struct {
+		RegionID  uint64 `json:"region_id"`
+		ToStoreID uint64 `json:"to_store_id"`
+	}
+	if err := json.Unmarshal(p.Params, &params); err != nil || params.RegionID == 0 || params.ToStoreID == 0 {
+		t.Fatalf("params %s: %v", p.Params, err)
+	}
+	if p.ProposedBy != "rules" {
+		t.Errorf("proposed by %q, want rules", p.ProposedBy)
+	}
+	id, tid := fmt.Sprint(p.ID), fmt.Sprint(p.TicketID)
+	before := e.region(params.RegionID)
+	if before.Leader.StoreID == params.ToStoreID {
+		t.Fatalf("region %d is already led by store %d", params.RegionID, params.ToStoreID)
+	}
+	e.must(0, []string{"leader_imbalance/cluster", "[diagnosed]", "== Diagnosis ==", "(by rules", "transfer_leader", "== Evidence (latest) =="}, "tickets", "show", tid)
+	e.must(0, []string{"Action #" + id + "  transfer_leader  [proposed]", "== Rationale ==", "== Risks ==", "== Status history =="}, "actions", "show", id)
+
+	// approve --dry-run: preconditions and the exact request; nothing in PD.
+	e.must(0, []string{"Result: VALID", "[ok]", `POST /pd/api/v1/operators {"name":"transfer-leader","region_id":` + fmt.Sprint(params.RegionID),
+		"Nothing was sent to PD"}, "actions", "approve", id, "--dry-run", "--as", "e2e")
+	time.Sleep(2 * time.Second) // give a (wrongly) sent operator time to act
+	if got := e.region(params.RegionID); got.Leader.StoreID != before.Leader.StoreID {
+		t.Fatalf("dry run moved the leader of region %d to store %d", params.RegionID, got.Leader.StoreID)
+	}
+	var shown struct {
+		Action  action.Proposal `json:"action"`
+		Records []action.Record `json:"records"`
+	}
+	e.jsonOf(&shown, "actions", "show", id)
+	if shown.Action.Status != action.DryRun || len(shown.Records) != 1 || !shown.Records[0].DryRun {
+		t.Fatalf("after dry run: %+v", shown)
+	}
+
+	// Unknown id, then approve -> PD operator done -> leader moved.
+	e.must(3, []string{"action 9999 not found"}, "actions", "approve", "9999")
+	e.must(3, []string{"ticket 9999 not found"}, "tickets", "show", "9999")
+	start := time.Now()
+	e.must(0, []string{"Approved action #" + id, "completed", "approved by alice", "verified", "PD requests sent"}, "actions", "approve", id, "--as", "alice", "--wait", "60s")
+	t.Logf("approve -> completed in %s (CLI wall time)", time.Since(start).Round(time.Millisecond))
+	// PD's own view: the operator on the region finished, the leader moved.
+	op := e.regionOperator(params.RegionID)
+	if op.Status != pd.OperatorSuccess || !strings.Contains(op.Desc, "transfer-leader") {
+		t.Errorf("PD operator of region %d: %+v, want a transfer-leader SUCCESS", params.RegionID, op)
+	}
+	if got := e.region(params.RegionID); got.Leader.StoreID != params.ToStoreID {
+		t.Fatalf("leader of region %d on store %d, want %d", params.RegionID, got.Leader.StoreID, params.ToStoreID)
+	}
+	// The executor re-evaluated the ticket: resolved.
+	e.eventually("the ticket to resolve", 30*time.Second, func() bool {
+		var v struct {
+			Ticket ticket.Ticket `json:"ticket"`
+		}
+		e.jsonOf(&v, "tickets", "show", tid)
+		return v.Ticket.Status == ticket.Resolved
+	})
+	// Approving twice is a wrong state.
+	e.must(4, []string{"action " + id + " is completed; only proposed actions can be approved"}, "actions", "approve", id)
+	e.must(0, []string{"audit trail OK: 2 records"}, "audit", "verify")
+	e.must(0, []string{"execution", "ok", "alice", "dry-run", "valid"}, "audit", "list")
+
+	// The daemon's own endpoints.
+	body := httpGet(t, "http://"+e.listen+"/metrics")
+	for _, m := range []string{"operator_monitor_cycles_total", "operator_build_info", "operator_executor_", "operator_pd_request_duration_seconds"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	var health struct {
+		Status    string    `json:"status"`
+		LastCycle time.Time `json:"last_cycle"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+e.listen+"/healthz")), &health); err != nil || health.Status != "ok" || health.LastCycle.IsZero() {
+		t.Errorf("/healthz = %+v, %v", health, err)
+	}
+
+	// Reject path: skew the leaders again -> a new ticket linked to the
+	// resolved one -> a new proposal -> reject -> approving it is refused.
+	if _, err := c.Sim.MoveLeaders(c.Sim.StoreIDs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	var p2 action.Proposal
+	e.eventually("a second transfer_leader proposal", 60*time.Second, func() bool {
+		var ok bool
+		p2, ok = e.pendingProposal(p.ID)
+		return ok
+	})
+	id2 := fmt.Sprint(p2.ID)
+	e.must(2, []string{"--reason is required"}, "actions", "reject", id2)
+	e.must(0, []string{"Rejected action #" + id2, "as bob", "maintenance tonight"}, "actions", "reject", id2, "--reason", "maintenance tonight", "--as", "bob")
+	e.must(4, []string{"action " + id2 + " is rejected; only proposed actions can be approved"}, "actions", "approve", id2)
+	var v2 struct {
+		Ticket ticket.Ticket `json:"ticket"`
+	}
+	e.jsonOf(&v2, "tickets", "show", fmt.Sprint(p2.TicketID))
+	if v2.Ticket.PreviousID == nil || *v2.Ticket.PreviousID != p.TicketID {
+		t.Errorf("new leader_imbalance ticket %+v does not link to ticket %d", v2.Ticket, p.TicketID)
+	}
+
+	// A stopped store -> store_disconnected ticket (PD: Disconnected after
+	// 20 s without a heartbeat).
+	var spare uint64
+	for _, s := range c.Sim.StoreIDs() {
+		if s != c.Sim.StoreIDs()[0] && s != params.ToStoreID {
+			spare = s
+		}
+	}
+	if err := c.Sim.StopStore(spare); err != nil {
+		t.Fatal(err)
+	}
+	key := fmt.Sprintf("store_disconnected/store:%d", spare)
+	stopped := time.Now()
+	e.eventually(key+" ticket", 90*time.Second, func() bool {
+		for _, r := range e.tickets() {
+			if r.Key == key && r.Status != ticket.Resolved {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("store %d stopped -> %s ticket after %s", spare, key, time.Since(stopped).Round(time.Second))
+	var info struct {
+		Store struct {
+			StateName string `json:"state_name"`
+		} `json:"store"`
+	}
+	if err := c.GetJSON(ctx, fmt.Sprintf("/store/%d", spare), &info); err != nil || info.Store.StateName != "Disconnected" {
+		t.Errorf("PD shows store %d as %q (%v), want Disconnected", spare, info.Store.StateName, err)
+	}
+	// The audit trail still verifies.
+	e.must(0, []string{"audit trail OK"}, "audit", "verify")
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

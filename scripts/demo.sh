@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# demo.sh runs the operator's whole job on this machine: a real pd-server with
+# three simulated TiKV stores whose leaders are all on one store, and
+# `operator run` watching it. It waits until the leader-imbalance ticket is
+# diagnosed with a transfer_leader proposal, shows it, and prints the next
+# commands (dry run, approve, watch PD, audit, a stopped store, reject).
+#
+#   scripts/demo.sh          start (stops and cleans up a previous demo first)
+#   scripts/demo.sh stop     stop everything the demo started
+#   scripts/demo.sh status   show what is running
+#
+# Everything lives in demo/ (pids, logs, PD data, demo/operator.toml,
+# demo/operator.db). Ports (override with the environment):
+#   DEMO_PD_PORT=2379 DEMO_PD_PEER_PORT=2380 DEMO_CONTROL=127.0.0.1:20200 DEMO_LISTEN=127.0.0.1:9469
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+demo="$root/demo"
+pd_port="${DEMO_PD_PORT:-2379}"
+peer_port="${DEMO_PD_PEER_PORT:-2380}"
+control="${DEMO_CONTROL:-127.0.0.1:20200}"
+listen="${DEMO_LISTEN:-127.0.0.1:9469}"
+pd_url="http://127.0.0.1:$pd_port"
+ctl_url="http://$control"
+op=(bin/operator --config demo/operator.toml)
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() {
+	printf '\ndemo: %s\n' "$*" >&2
+	exit 1
+}
+
+alive() { [[ -f "$demo/$1.pid" ]] && kill -0 "$(cat "$demo/$1.pid")" 2>/dev/null; }
+
+stop_one() {
+	local name="$1" pidfile="$demo/$1.pid" pid
+	[[ -f "$pidfile" ]] || return 0
+	pid="$(cat "$pidfile")"
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		echo "stopped $name (pid $pid)"
+	fi
+	rm -f "$pidfile"
+}
+
+stop_all() {
+	# The operator first (it finishes an execution in flight), then the
+	# stores, then PD.
+	stop_one operator
+	stop_one tikv-sim
+	stop_one pd-server
+}
+
+status() {
+	local name
+	for name in pd-server tikv-sim operator; do
+		if alive "$name"; then
+			echo "$name: running (pid $(cat "$demo/$name.pid"))"
+		else
+			echo "$name: not running"
+		fi
+	done
+}
+
+port_free() {
+	# true when nothing accepts connections on 127.0.0.1:$1
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND every 0.5 s.
+wait_for() {
+	local secs="$1" what="$2"
+	shift 2
+	local deadline=$((SECONDS + secs))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			die "timed out after ${secs}s waiting for $what (logs in demo/)"
+		fi
+		sleep 0.5
+	done
+}
+
+pd_up_stores() {
+	local n
+	n="$(curl -sf "$pd_url/pd/api/v1/stores" | grep -c '"state_name": "Up"' || true)"
+	[[ "$n" -ge 3 ]]
+}
+
+proposal_ready() {
+	"${op[@]}" -o json actions list --status pending 2>/dev/null | grep -q '"action_type": "transfer_leader"'
+}
+
+start() {
+	for tool in go curl; do
+		command -v "$tool" >/dev/null || die "$tool is required"
+	done
+	if [[ -d "$demo" ]]; then
+		say "Cleaning up a previous demo"
+		stop_all
+		rm -rf "$demo"
+	fi
+	for p in "$pd_port" "$peer_port" "${control##*:}" "${listen##*:}"; do
+		port_free "$p" || die "port $p is in use on 127.0.0.1; stop what uses it or set DEMO_PD_PORT, DEMO_PD_PEER_PORT, DEMO_CONTROL, DEMO_LISTEN"
+	done
+	mkdir -p "$demo" bin
+
+	say "Building bin/operator and bin/tikv-sim"
+	go build -o bin/operator ./cmd/operator
+	go build -o bin/tikv-sim ./cmd/tikv-sim
+
+	say "Building pd-server (cached after the first time; ~2 min on 2 cores the first time)"
+	pd_bin="$(scripts/build-pd.sh)"
+	note "$pd_bin"
+
+	say "Starting a real pd-server on $pd_url"
+	# GODEBUG=httpmuxgo121=1: pd-server built with Go >= 1.22 panics at start without it.
+	GODEBUG="${GODEBUG:+$GODEBUG,}httpmuxgo121=1" nohup "$pd_bin" --name demo-pd --data-dir "$demo/pd" \
+		--client-urls "$pd_url" --advertise-client-urls "$pd_url" \
+		--peer-urls "http://127.0.0.1:$peer_port" --advertise-peer-urls "http://127.0.0.1:$peer_port" \
+		--log-file "$demo/pd.log" >"$demo/pd.out" 2>&1 &
+	echo $! >"$demo/pd-server.pid"
+	wait_for 60 "PD to answer on $pd_url" curl -sf "$pd_url/pd/api/v1/health"
+	note "log: demo/pd.log"
+
+	say "Starting tikv-sim: 3 simulated TiKV stores, every leader on the first store"
+	nohup bin/tikv-sim --pd "$pd_url" --stores 3 --regions 1 --skew-leaders --pause-balance-leader \
+		--control "$control" >"$demo/tikv-sim.log" 2>&1 &
+	echo $! >"$demo/tikv-sim.pid"
+	wait_for 90 "the simulated stores to be ready" grep -q "tikv-sim running" "$demo/tikv-sim.log"
+	wait_for 60 "PD to show 3 Up stores" pd_up_stores
+	note "control API: $ctl_url (docs/simulator.md); log: demo/tikv-sim.log"
+	note "PD's balance-leader-scheduler is paused (tikv-sim --pause-balance-leader): left running, PD itself"
+	note "would even the leaders out within a minute and there would be nothing for the operator to do."
+	note "On a real cluster a paused or removed balance-leader scheduler (after maintenance) is exactly how"
+	note "such a skew persists; the diagnosis says so."
+
+	cat >"$demo/operator.toml" <<EOF
+# Written by scripts/demo.sh. Format: docs in README.md ("Configuration").
+[pd]
+endpoints = ["$pd_url"]
+
+[database]
+path = "demo/operator.db"
+
+[monitor]
+interval = "2s"       # a cycle every 2 s (default 10 s)
+quiet-period = "10s"  # a ticket resolves after its invariant held for 10 s (default 30 s)
+
+[diagnosis]
+backend = "rules"     # built-in runbooks, offline
+
+[server]
+listen = "$listen"    # /metrics and /healthz
+
+[invariants]
+default-for = "0s"    # fire at once (default 1m, like PingCAP's alert rules)
+# The demo cluster has 5 regions (1 + PD's 4 keyspace splits), all led by one
+# store: leaders 5/0/0. With min-diff 4, one approved transfer (4/1/0) brings
+# it back within the threshold; the default (2) would ask for three.
+leader-imbalance-min-diff = 4
+EOF
+
+	say "Starting the operator (logs: demo/operator.log)"
+	nohup bin/operator run --config demo/operator.toml >"$demo/operator.log" 2>&1 &
+	echo $! >"$demo/operator.pid"
+	wait_for 30 "the operator's /healthz on $listen" curl -sf "http://$listen/healthz"
+	note "effective configuration: bin/operator --config demo/operator.toml config show"
+
+	say "Waiting for the leader-imbalance ticket, its diagnosis and a transfer_leader proposal"
+	wait_for 120 "a transfer_leader proposal (see demo/operator.log)" proposal_ready
+
+	local json ticket_id action_id region to stores
+	json="$("${op[@]}" -o json actions list --status pending)"
+	action_id="$(printf '%s\n' "$json" | grep -m1 '"id":' | grep -o '[0-9]\+')"
+	ticket_id="$(printf '%s\n' "$json" | grep -m1 '"ticket_id":' | grep -o '[0-9]\+')"
+	region="$(printf '%s\n' "$json" | grep -m1 -o '"region_id": *[0-9]\+' | grep -o '[0-9]\+$')"
+	to="$(printf '%s\n' "$json" | grep -m1 -o '"to_store_id": *[0-9]\+' | grep -o '[0-9]\+$')"
+	stores="$(curl -sf "$ctl_url/v1/stores" | grep -o '"id": *[0-9]\+' | grep -o '[0-9]\+' | tr '\n' ' ')"
+	read -r -a store_ids <<<"$stores"
+	# The store to stop in step 5: neither the skewed store nor the target.
+	local spare="${store_ids[${#store_ids[@]}-1]}" id
+	for id in "${store_ids[@]}"; do
+		if [[ "$id" != "${store_ids[0]}" && "$id" != "$to" ]]; then spare="$id"; fi
+	done
+
+	say "operator tickets list"
+	"${op[@]}" tickets list
+	say "operator tickets show $ticket_id"
+	"${op[@]}" tickets show "$ticket_id"
+	say "operator actions show $action_id"
+	"${op[@]}" actions show "$action_id"
+
+	cat <<EOF
+
+$(printf '\033[1m')==> The demo is running. Next, copy and paste:$(printf '\033[0m')
+
+  export OPERATOR_CONFIG=demo/operator.toml      # so bin/operator finds PD and demo/operator.db
+
+  # 1. Dry run: preconditions against live PD and the exact PD requests; nothing is sent.
+  bin/operator actions approve $action_id --dry-run
+
+  # 2. Region $region's leader in PD before: on store ${store_ids[0]}.
+  curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'
+
+  # 3. Approve: the daemon's executor sends the request and waits for PD's operator.
+  bin/operator actions approve $action_id --as \$USER
+  curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'   # now store $to
+
+  # 4. The ticket resolved (re-evaluated after the execution), and the audit trail holds.
+  bin/operator tickets list
+  bin/operator audit list
+  bin/operator audit verify
+
+  # 5. Stop simulated store $spare: its peers are reported down at once (region_down_peer),
+  #    PD shows it Disconnected after 20 s without a heartbeat, and store_disconnected opens.
+  curl -s -XPOST $ctl_url/v1/stores/$spare/stop
+  sleep 30; bin/operator tickets list
+  curl -s -XPOST $ctl_url/v1/stores/$spare/start      # back: the tickets resolve after the quiet period
+
+  # 6. Reject path: skew the leaders again (a new ticket, linked to the resolved one),
+  #    wait for the new proposal, and reject it.
+  curl -s -XPOST $ctl_url/v1/stores/${store_ids[0]}/take-leaders
+  sleep 10; bin/operator actions list --status pending
+  bin/operator actions reject <ID> --reason "moving leaders by hand tonight"
+
+  # Metrics and health of the daemon:
+  curl -s http://$listen/healthz; curl -s http://$listen/metrics | grep '^operator_'
+
+  scripts/demo.sh stop                             # stop everything (logs stay in demo/)
+EOF
+}
+
+case "${1:-start}" in
+start) start ;;
+stop)
+	stop_all
+	echo "demo stopped (logs and data stay in demo/; scripts/demo.sh removes them on the next start)"
+	;;
+status) status ;;
+*)
+	echo "usage: scripts/demo.sh [start|stop|status]" >&2
+	exit 2
+	;;
+esac
