@@ -207,6 +207,9 @@ func newCluster(ctx context.Context, opts Options, dir string, ownDir bool) (*Cl
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
 	if err := c.setup(ctx); err != nil {
+		if c.pd != nil && !strings.Contains(err.Error(), "log tail") {
+			err = fmt.Errorf("%w; PD log tail:\n%s", err, logTail(c.pd.logPath))
+		}
 		_ = c.Close()
 		return nil, err
 	}
@@ -405,9 +408,12 @@ func WaitFor(ctx context.Context, cond func() (bool, error)) error {
 
 // HTTPError is a non-2xx answer from PD's HTTP API.
 type HTTPError struct {
+	// Method and URL are the request's.
 	Method, URL string
-	Status      int
-	Body        string
+	// Status is the HTTP status code (PD often uses 500 for "not found").
+	Status int
+	// Body is PD's answer, usually a JSON string.
+	Body string
 }
 
 func (e *HTTPError) Error() string {

@@ -29,10 +29,14 @@ type Dump struct {
 
 // StoreView is one simulated store.
 type StoreView struct {
-	ID      uint64            `json:"id"`
-	Address string            `json:"address"`
-	Version string            `json:"version"`
-	Labels  map[string]string `json:"labels,omitempty"`
+	// ID is the store ID PD allocated.
+	ID uint64 `json:"id"`
+	// Address is the (fake, unique) TiKV address registered with PutStore.
+	Address string `json:"address"`
+	// Version is the TiKV version reported.
+	Version string `json:"version"`
+	// Labels are the store labels, if any.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Stopped is true after StopStore (no heartbeats).
 	Stopped bool `json:"stopped"`
 	// Tombstone is true once PD answered a heartbeat with STORE_TOMBSTONE.
@@ -60,12 +64,16 @@ type StoreView struct {
 
 // RegionView is one region. Keys are uppercase hex like PD's HTTP API.
 type RegionView struct {
-	ID       uint64     `json:"id"`
-	StartKey string     `json:"start_key"`
-	EndKey   string     `json:"end_key"`
-	ConfVer  uint64     `json:"conf_ver"`
-	Version  uint64     `json:"version"`
-	Peers    []PeerView `json:"peers"`
+	// ID is the region ID.
+	ID uint64 `json:"id"`
+	// StartKey and EndKey bound the range [start, end); "" is unbounded.
+	StartKey string `json:"start_key"`
+	EndKey   string `json:"end_key"`
+	// ConfVer and Version are the region epoch.
+	ConfVer uint64 `json:"conf_ver"`
+	Version uint64 `json:"version"`
+	// Peers lists every peer with its role.
+	Peers []PeerView `json:"peers"`
 	// LeaderStoreID and LeaderPeerID identify the leader.
 	LeaderStoreID uint64 `json:"leader_store_id"`
 	LeaderPeerID  uint64 `json:"leader_peer_id"`
@@ -83,9 +91,12 @@ type RegionView struct {
 
 // PeerView is one peer; Role is Voter, Learner, IncomingVoter or DemotingVoter.
 type PeerView struct {
-	ID      uint64 `json:"id"`
+	// ID is the peer ID.
+	ID uint64 `json:"id"`
+	// StoreID is the store holding the peer.
 	StoreID uint64 `json:"store_id"`
-	Role    string `json:"role"`
+	// Role is the metapb.PeerRole name.
+	Role string `json:"role"`
 }
 
 // Dump returns the simulator's view. withRegions=false leaves out the

@@ -655,6 +655,8 @@ func (s *Sim) split(ctx context.Context, meta *metapb.Region, keys [][]byte) {
 
 // mergeLocked merges source r into target (TiKV: the target takes the
 // source's range and version max(source, target)+1; the source disappears).
+// It marks the target dirty itself and reports false because the source,
+// the region the command was for, no longer exists.
 func (s *Sim) mergeLocked(r *region, target *metapb.Region) (bool, error) {
 	t := s.regions[target.GetId()]
 	if t == nil || t == r {
