@@ -192,6 +192,13 @@ EOF
 		if [[ "$id" != "${store_ids[0]}" && "$id" != "$to" ]]; then spare="$id"; fi
 	done
 
+	cat >"$demo/demo.env" <<EOF
+# Written by scripts/demo.sh: the ids of this demo run, for the README's commands.
+export OPERATOR_CONFIG=demo/operator.toml
+PD=$pd_url SIM=$ctl_url TICKET=$ticket_id ACTION=$action_id REGION=$region
+SKEW_STORE=${store_ids[0]} TO_STORE=$to SPARE_STORE=$spare
+EOF
+
 	say "operator tickets list"
 	"${op[@]}" tickets list
 	say "operator tickets show $ticket_id"
@@ -201,7 +208,7 @@ EOF
 
 	cat <<EOF
 
-$(printf '\033[1m')==> The demo is running. Next, copy and paste:$(printf '\033[0m')
+$(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has the same after: source demo/demo.env):$(printf '\033[0m')
 
   export OPERATOR_CONFIG=demo/operator.toml      # so bin/operator finds PD and demo/operator.db
 
@@ -212,7 +219,7 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste:$(printf '\033[
   curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'
 
   # 3. Approve: the daemon's executor sends the request and waits for PD's operator.
-  bin/operator actions approve $action_id --as \$USER
+  bin/operator actions approve $action_id        # --as NAME; default: your OS user
   curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'   # now store $to
 
   # 4. The ticket resolved (re-evaluated after the execution), and the audit trail holds.

@@ -257,3 +257,26 @@ func TestMaskedAndTOMLRoundTrip(t *testing.T) {
 		t.Errorf("round trip differs:\n got %+v\nwant %+v", back, c)
 	}
 }
+
+// TestREADMEExample keeps the configuration example of README.md valid.
+func TestREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```toml\n")
+	if !ok {
+		t.Fatal("README.md has no ```toml block")
+	}
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("unterminated ```toml block")
+	}
+	c, err := Resolve(writeFile(t, block), envOf(nil), Overrides{})
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if c.PD.CAPath == "" || c.Monitor.Interval.Duration != 10*time.Second || c.Invariants.ForOf(invariant.NameStoreDisconnected) != 30*time.Second {
+		t.Errorf("README example decoded to %+v", c)
+	}
+}

@@ -3,11 +3,14 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -115,10 +118,11 @@ func TestRealCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	exited := make(chan struct{})
+	go func() { done <- d.Run(ctx); close(exited) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		<-exited
 	})
 	var base string
 	select {
@@ -245,4 +249,49 @@ func get(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestPDClientTLS checks that [pd] cacert-path reaches the PD client: a
+// TLS PD (an httptest server speaking GET /pd/api/v1/stores) is trusted
+// with the CA file and refused without it.
+func TestPDClientTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pd/api/v1/stores" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"count":1,"stores":[{"store":{"id":1,"address":"tikv-1:20160","state_name":"Up"},"status":{"capacity":"1TiB","available":"900GiB","leader_count":3,"region_count":9}}]}`)
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.PD.Endpoints = []string{srv.URL}
+	ctx := context.Background()
+
+	noCA, err := NewPDClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noCA.Stores(ctx); err == nil {
+		t.Fatal("a PD with an unknown certificate authority was trusted")
+	}
+
+	cfg.PD.CAPath = ca
+	c, err := NewPDClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores, err := c.Stores(ctx)
+	if err != nil || len(stores) != 1 || stores[0].Store.ID != 1 {
+		t.Fatalf("stores over TLS: %+v, %v", stores, err)
+	}
+
+	cfg.PD.CAPath = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := NewPDClient(cfg); err == nil {
+		t.Error("a missing CA file was accepted")
+	}
 }

@@ -332,7 +332,8 @@ leader-imbalance-min-diff = 4
 	e.must(3, []string{"action 9999 not found"}, "actions", "approve", "9999")
 	e.must(3, []string{"ticket 9999 not found"}, "tickets", "show", "9999")
 	start := time.Now()
-	e.must(0, []string{"Approved action #" + id, "completed", "approved by alice", "verified", "PD requests sent"}, "actions", "approve", id, "--as", "alice", "--wait", "60s")
+	e.must(0, []string{"Approved action #" + id, "completed", "approved by alice", "verified", "PD requests sent",
+		"Ticket #" + tid + " leader_imbalance/cluster: resolved (the invariant holds again)"}, "actions", "approve", id, "--as", "alice", "--wait", "60s")
 	t.Logf("approve -> completed in %s (CLI wall time)", time.Since(start).Round(time.Millisecond))
 	// PD's own view: the operator on the region finished, the leader moved.
 	op := e.regionOperator(params.RegionID)

@@ -39,8 +39,8 @@ func (k BalanceKind) String() string {
 //
 //	max - min > max(MinDiff, Ratio * mean)
 //
-// so small clusters need an absolute gap (MinDiff; the default 2 makes
-// leaders 3,0,0 a violation and 2,1,0 not) and large ones a relative one
+// so small clusters need an absolute gap (MinDiff; the default 6 stays
+// above what PD's balance-leader scheduler tolerates) and large ones a relative one
 // (Ratio of the mean; default 0.6 for leaders, 0.3 for regions, see
 // Config). Counts lag by up to one region
 // heartbeat (60s). Warning; subject "cluster"; evidence has the per-store

@@ -218,8 +218,9 @@ func TestLeaderImbalanceProperty(t *testing.T) {
 		counts []int
 		want   bool
 	}{
-		{[]int{3, 0, 0}, true},
-		{[]int{2, 1, 0}, false}, // one transfer-leader from 3,0,0
+		{[]int{7, 0, 0}, true},
+		{[]int{6, 1, 0}, false}, // one transfer-leader from 7,0,0
+		{[]int{8, 3, 3}, false}, // a fresh simulator cluster PD leaves alone
 		{[]int{1, 1, 1}, false},
 		{[]int{100, 0, 0}, true},
 		{[]int{17, 25, 18}, false},         // A4
@@ -237,12 +238,12 @@ func TestLeaderImbalanceProperty(t *testing.T) {
 			t.Errorf("%v: violated=%v want %v (%v)", tt.counts, got, tt.want, vs)
 		}
 	}
-	vs := eval(t, inv, snap(store(1, 3, 3), store(2, 0, 3), store(3, 0, 3)), t0)
+	vs := eval(t, inv, snap(store(1, 7, 7), store(2, 0, 7), store(3, 0, 7)), t0)
 	ev := vs[0].Evidence
-	if ev["max_store_id"] != uint64(1) || ev["min_store_id"] != uint64(2) || ev["diff"] != 3 || ev["threshold"] != 2.0 {
+	if ev["max_store_id"] != uint64(1) || ev["min_store_id"] != uint64(2) || ev["diff"] != 7 || ev["threshold"] != 6.0 {
 		t.Errorf("evidence %v", ev)
 	}
-	if counts := ev["leader_counts"].(map[string]int); counts["1"] != 3 || counts["2"] != 0 || counts["3"] != 0 {
+	if counts := ev["leader_counts"].(map[string]int); counts["1"] != 7 || counts["2"] != 0 || counts["3"] != 0 {
 		t.Errorf("counts %v", counts)
 	}
 	// Disconnected, Offline and evict-leader stores are not compared.

@@ -7,7 +7,6 @@ package cmdutil
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/user"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/cli/iostreams"
 	"github.com/tikvops/operator/internal/config"
+	"github.com/tikvops/operator/internal/daemon"
 	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/store"
@@ -130,19 +130,13 @@ func ResolveConfig(f *Factory) (config.Config, error) {
 	return cfg, nil
 }
 
-// NewPDClient builds a PD client for cfg: endpoints, request timeout and
-// TLS files (CA, client certificate and key) when configured.
+// NewPDClient builds a PD client for cfg exactly as the daemon does
+// (endpoints, timeout, TLS files); a client that cannot be built (an
+// unreadable TLS file) is a configuration error (exit 2).
 func NewPDClient(cfg config.Config) (*pd.Client, error) {
-	opts := []pd.Option{}
-	if cfg.PD.Timeout.Duration > 0 {
-		opts = append(opts, pd.WithTimeout(cfg.PD.Timeout.Duration))
-	}
-	if cfg.PD.CAPath != "" || cfg.PD.CertPath != "" {
-		opts = append(opts, pd.WithTLSFiles(cfg.PD.CAPath, cfg.PD.CertPath, cfg.PD.KeyPath))
-	}
-	c, err := pd.New(cfg.PD.Endpoints, opts...)
+	c, err := daemon.NewPDClient(cfg)
 	if err != nil {
-		return nil, FlagErrorWrap(fmt.Errorf("pd client: %w", err))
+		return nil, FlagErrorWrap(err)
 	}
 	return c, nil
 }

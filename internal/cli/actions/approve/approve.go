@@ -19,6 +19,7 @@ import (
 	"github.com/tikvops/operator/internal/cli/iostreams"
 	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/ticket"
 )
 
 // Defaults of the command's waiting.
@@ -136,6 +137,10 @@ type Result struct {
 	// Outcome is "valid", "invalid", "completed", "failed",
 	// "not_picked_up", "executing" or "approved" (--wait 0).
 	Outcome string `json:"outcome"`
+	// TicketStatus is the ticket's status after a finished execution
+	// (resolved when the daemon's re-evaluation found the invariant
+	// holding).
+	TicketStatus ticket.Status `json:"ticket_status,omitempty"`
 }
 
 func approveRun(ctx context.Context, opts *ApproveOptions) error {
@@ -284,12 +289,23 @@ func finished(ctx context.Context, opts *ApproveOptions, st *store.Store, p acti
 			break
 		}
 	}
+	// After an execution the daemon re-evaluates the ticket's invariant
+	// (resolved, or reopened for a new diagnosis); wait briefly for it so
+	// that the outcome printed is the ticket's too.
+	t, tErr := ticketAfter(ctx, opts, st, p)
 	if opts.Format == cmdutil.FormatJSON {
-		if err := cmdutil.PrintJSON(opts.IO.Out, Result{Action: p, Record: rec, Outcome: string(p.Status)}); err != nil {
+		res := Result{Action: p, Record: rec, Outcome: string(p.Status)}
+		if tErr == nil {
+			res.TicketStatus = t.Status
+		}
+		if err := cmdutil.PrintJSON(opts.IO.Out, res); err != nil {
 			return err
 		}
 	} else {
 		renderOutcome(opts.IO.Out, p, rec)
+		if tErr == nil {
+			renderTicket(opts.IO.Out, t)
+		}
 	}
 	if p.Status != action.Completed {
 		return fmt.Errorf("%w: action %d %s: %s", cmdutil.ErrActionFailed, p.ID, p.Status, p.Result)
@@ -314,7 +330,43 @@ func renderOutcome(w io.Writer, p action.Proposal, rec *action.Record) {
 		}
 	}
 	fmt.Fprintf(w, "Audit record %d (hash %s).\n", rec.ID, shortHash(rec.Hash))
-	fmt.Fprintf(w, "Ticket #%d is re-evaluated by the daemon; see: operator tickets show %d\n", p.TicketID, p.TicketID)
+}
+
+// ReevaluateWait bounds how long a completed approval waits for the
+// daemon to re-evaluate the ticket.
+const ReevaluateWait = 10 * time.Second
+
+// ticketAfter returns p's ticket once it left diagnosed (the daemon's
+// re-evaluation resolved or reopened it), or as it is after
+// ReevaluateWait. Only completed executions are waited for.
+func ticketAfter(ctx context.Context, opts *ApproveOptions, st *store.Store, p action.Proposal) (ticket.Ticket, error) {
+	interval := opts.PollInterval
+	if interval <= 0 {
+		interval = pollInterval
+	}
+	deadline := time.Now().Add(ReevaluateWait)
+	for {
+		t, err := st.Ticket(ctx, p.TicketID)
+		if err != nil || p.Status != action.Completed || t.Status != ticket.Diagnosed || !time.Now().Before(deadline) {
+			return t, err
+		}
+		select {
+		case <-ctx.Done():
+			return t, nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+func renderTicket(w io.Writer, t ticket.Ticket) {
+	switch t.Status {
+	case ticket.Resolved:
+		fmt.Fprintf(w, "Ticket #%d %s: resolved (the invariant holds again).\n", t.ID, t.Key)
+	case ticket.Open:
+		fmt.Fprintf(w, "Ticket #%d %s: still violated; reopened for a new diagnosis (operator tickets show %d).\n", t.ID, t.Key, t.ID)
+	default:
+		fmt.Fprintf(w, "Ticket #%d %s: %s; see operator tickets show %d\n", t.ID, t.Key, t.Status, t.ID)
+	}
 }
 
 func shortHash(h string) string {

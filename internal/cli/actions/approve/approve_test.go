@@ -145,7 +145,8 @@ func (r *rig) propose(t *testing.T, subject string) int64 {
 func (r *rig) daemon(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	exec := executor.New(executor.Options{Store: r.st, Catalog: r.cat, Name: "daemon", PollInterval: 20 * time.Millisecond})
+	exec := executor.New(executor.Options{Store: r.st, Catalog: r.cat, Name: "daemon", PollInterval: 20 * time.Millisecond,
+		Reevaluate: func(context.Context, ticket.Ticket) (bool, error) { return true, nil }})
 	go func() { defer close(done); _ = exec.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
@@ -161,7 +162,8 @@ func TestApproveWaitsForTheExecutor(t *testing.T) {
 	}
 	out := output(r)
 	for _, want := range []string{"Approved action #1 fake_move", "as alice", "Action #1 completed", "(approved by alice, executed by daemon)",
-		"leader of region 2 moved to store 9", `POST /pd/api/v1/operators {"name":"fake","region_id":2}`, "Audit record 1"} {
+		"leader of region 2 moved to store 9", `POST /pd/api/v1/operators {"name":"fake","region_id":2}`, "Audit record 1",
+		"Ticket #1 leader_imbalance/cluster: resolved (the invariant holds again)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -254,7 +256,7 @@ func TestApproveJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(output(r)), &res); err != nil {
 		t.Fatalf("%v:\n%s", err, output(r))
 	}
-	if res.Outcome != "completed" || res.Record == nil || res.Record.DryRun || res.Action.Status != action.Completed {
+	if res.Outcome != "completed" || res.Record == nil || res.Record.DryRun || res.Action.Status != action.Completed || res.TicketStatus != ticket.Resolved {
 		t.Errorf("result = %+v", res)
 	}
 }
