@@ -30,6 +30,7 @@ import (
 	"github.com/tikvops/operator/internal/monitor"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/ticket"
 	"github.com/tikvops/operator/internal/tikv"
 )
 
@@ -137,7 +138,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Interval:       cfg.Monitor.Interval.Duration,
 		Invariants:     invariant.Default(cfg.Invariants),
 		Collect:        collect,
-		Sink:           st,
+		Sink:           monitorSink{st, log},
 		Quiet:          cfg.Monitor.Quiet.Duration,
 		UnreachableFor: cfg.Invariants.ForOf(invariant.NamePDUnreachable),
 		Logger:         log,
@@ -281,6 +282,27 @@ func NewPDClient(cfg config.Config, opts ...pd.Option) (*pd.Client, error) {
 		return nil, fmt.Errorf("pd client: %w", err)
 	}
 	return c, nil
+}
+
+// monitorSink is the store as the monitor's Sink, plus one policy: when a
+// ticket resolves, its proposals still awaiting approval expire, because
+// they were made for a problem that is gone.
+type monitorSink struct {
+	*store.Store
+	log *slog.Logger
+}
+
+// Sweep resolves tickets (store.Sweep) and expires their pending proposals.
+func (s monitorSink) Sweep(ctx context.Context, evaluated []string, violated map[string]bool, now time.Time, quiet time.Duration) ([]ticket.Ticket, error) {
+	resolved, err := s.Store.Sweep(ctx, evaluated, violated, now, quiet)
+	for _, t := range resolved {
+		if n, xerr := s.ExpireTicketProposals(ctx, t.ID, now); xerr != nil {
+			s.log.Warn("expiring proposals of a resolved ticket", "ticket_id", t.ID, "err", xerr)
+		} else if n > 0 {
+			s.log.Info("expired proposals of a resolved ticket", "ticket_id", t.ID, "proposals", n)
+		}
+	}
+	return resolved, err
 }
 
 // storeSink adapts the store to the diagnosis runner's Sink.

@@ -162,7 +162,7 @@ func (e *Executor) DryRun(ctx context.Context, id int64, by string) (action.DryR
 	if res.Requests == nil {
 		res.Requests = []action.Request{}
 	}
-	rec := action.Record{ExecutedBy: by, StartedAt: started, Message: dryRunMessage(res)}
+	rec := action.Record{ExecutedBy: by, StartedAt: started, Success: res.Valid, Message: dryRunMessage(res)}
 	if b, err := json.Marshal(res.Requests); err == nil {
 		rec.Requests = b
 	}

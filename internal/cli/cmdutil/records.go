@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
@@ -34,12 +33,11 @@ func dash(s string) string {
 }
 
 // RecordResult is a record's verdict for humans: "ok" or "failed" for an
-// execution, "valid" or "invalid" for a dry run. A dry run is valid when
-// the record says success, or when its message (written by the executor)
-// starts with "dry run: valid".
+// execution, "valid" or "invalid" for a dry run (a dry-run record's
+// Success is the dry run's verdict).
 func RecordResult(r action.Record) string {
 	if r.DryRun {
-		if r.Success || strings.HasPrefix(r.Message, "dry run: valid") {
+		if r.Success {
 			return "valid"
 		}
 		return "invalid"
