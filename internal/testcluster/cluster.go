@@ -219,12 +219,33 @@ func newCluster(ctx context.Context, opts Options, dir string, ownDir bool) (*Cl
 func (c *Cluster) setup(ctx context.Context) error {
 	t0 := time.Now()
 	var err error
-	c.pd, err = startPD(c.pdBin, c.Dir, c.ports[0], c.ports[1], c.cfgPath)
-	if err != nil {
-		return err
-	}
-	if err := waitPDReady(ctx, c, c.pd); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		c.pd, err = startPD(c.pdBin, c.Dir, c.ports[0], c.ports[1], c.cfgPath)
+		if err != nil {
+			return err
+		}
+		err = waitPDReady(ctx, c, c.pd)
+		if err == nil {
+			break
+		}
+		// A port taken between freePorts and pd-server's bind: start again
+		// on new ports with a clean data dir (ports fixed by Options are
+		// not changed).
+		fixed := c.opts.PDClientPort != 0 || c.opts.PDPeerPort != 0
+		if fixed || attempt == 3 || !c.pd.exited() || !addrInUse(c.pd.logPath) {
+			return err
+		}
+		c.log.Warn("pd-server port taken before bind; retrying on new ports", "attempt", attempt)
+		ports, perr := freePorts(2)
+		if perr != nil {
+			return err
+		}
+		c.ports = [2]int{ports[0], ports[1]}
+		c.PDURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+		if rerr := os.RemoveAll(filepath.Join(c.Dir, "data")); rerr != nil {
+			return err
+		}
+		_ = os.Remove(c.pd.logPath)
 	}
 	tPD := time.Since(t0)
 	c.Sim, err = tikvsim.Start(ctx, tikvsim.Config{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -107,7 +108,11 @@ func tail(s string, n int) string {
 	return s[len(s)-n:]
 }
 
-// freePorts returns n distinct free loopback TCP ports.
+// freePorts returns n distinct free loopback TCP ports. It prefers ports
+// below Linux's ephemeral range (32768-60999 by default): a port taken from
+// ":0" is free now, but pd-server's own outbound connections (and those of
+// other test processes) draw local ports from that range and can take it
+// before pd-server binds it. Ports are verified free by binding them.
 func freePorts(n int) ([]int, error) {
 	ls := make([]net.Listener, 0, n)
 	defer func() {
@@ -116,7 +121,16 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
+	for tries := 0; len(ports) < n && tries < 200; tries++ {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ls = append(ls, l)
+		ports = append(ports, port)
+	}
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("find free port: %w", err)
@@ -125,6 +139,13 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// addrInUse reports whether a pd-server failed to start because one of its
+// ports was taken between freePorts and its bind.
+func addrInUse(logPath string) bool {
+	b, err := os.ReadFile(logPath)
+	return err == nil && strings.Contains(string(b), "address already in use")
 }
 
 // DefaultPatrolRegionInterval is the schedule.patrol-region-interval the
