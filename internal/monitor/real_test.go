@@ -530,7 +530,7 @@ func TestRealLeaderSkew(t *testing.T) {
 	key := invariant.NameLeaderImbalance + "/cluster"
 	tk := r.opened(key, time.Minute)
 	e := ev(t, tk.FirstEvidence)
-	if e["max_store_id"].(float64) != float64(stores[0]) || e["min_count"].(float64) != 0 || e["min_diff"].(float64) != 2 {
+	if e["max_store_id"].(float64) != float64(stores[0]) || e["min_count"].(float64) != 0 || e["min_diff"].(float64) != float64(invariant.DefaultLeaderImbalanceMinDiff) {
 		t.Errorf("evidence %v", e)
 	}
 	// Move leaders round-robin to the other stores until PD reports

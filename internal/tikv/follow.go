@@ -95,6 +95,13 @@ func readOperator(ctx context.Context, c *pd.Client, f Follow) (OperatorResult, 
 	}
 	region, err := c.Region(ctx, f.RegionID)
 	if errors.Is(err, pd.ErrRegionNotFound) {
+		if res.Status == pd.OperatorRunning || res.Status == pd.OperatorCreated {
+			// While a split is applied, PD drops the region from its cache
+			// when the first new region's heartbeat overlaps its old range,
+			// and takes it back at its own next heartbeat: keep polling.
+			res.Detail += fmt.Sprintf("region %d not in PD's region cache while its operator runs", f.RegionID)
+			return res, nil
+		}
 		res.Failed = true
 		res.Detail += fmt.Sprintf("region %d no longer exists (merged?)", f.RegionID)
 		return res, nil
