@@ -149,7 +149,7 @@ start() {
 endpoints = ["$pd_url"]
 
 [database]
-path = "demo/operator.db"
+path = "$demo/operator.db"   # absolute: the CLI works from any directory
 
 [monitor]
 interval = "2s"       # a cycle every 2 s (default 10 s)
@@ -165,7 +165,8 @@ listen = "$listen"    # /metrics and /healthz
 default-for = "0s"    # fire at once (default 1m, like PingCAP's alert rules)
 # The demo cluster has 5 regions (1 + PD's 4 keyspace splits), all led by one
 # store: leaders 5/0/0. With min-diff 4, one approved transfer (4/1/0) brings
-# it back within the threshold; the default (2) would ask for three.
+# it back within the threshold. The default (6) stays above the gap PD's own
+# balance-leader tolerates on small clusters.
 leader-imbalance-min-diff = 4
 EOF
 
@@ -194,7 +195,7 @@ EOF
 
 	cat >"$demo/demo.env" <<EOF
 # Written by scripts/demo.sh: the ids of this demo run, for the README's commands.
-export OPERATOR_CONFIG=demo/operator.toml
+export OPERATOR_CONFIG=$demo/operator.toml
 PD=$pd_url SIM=$ctl_url TICKET=$ticket_id ACTION=$action_id REGION=$region
 SKEW_STORE=${store_ids[0]} TO_STORE=$to SPARE_STORE=$spare
 EOF
@@ -210,7 +211,7 @@ EOF
 
 $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has the same after: source demo/demo.env):$(printf '\033[0m')
 
-  export OPERATOR_CONFIG=demo/operator.toml      # so bin/operator finds PD and demo/operator.db
+  source demo/demo.env      # OPERATOR_CONFIG (so bin/operator finds PD and the database) and this run's ids
 
   # 1. Dry run: preconditions against live PD and the exact PD requests; nothing is sent.
   bin/operator actions approve $action_id --dry-run
@@ -218,12 +219,14 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
   # 2. Region $region's leader in PD before: on store ${store_ids[0]}.
   curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'
 
-  # 3. Approve: the daemon's executor sends the request and waits for PD's operator.
+  # 3. Approve: the daemon's executor sends the request, and the action completes as soon as PD
+  #    shows its effect (the leader on the target store; PD's operator may still say RUNNING).
   bin/operator actions approve $action_id        # --as NAME; default: your OS user
   curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'   # now store $to
 
   # 4. The ticket resolved (re-evaluated after the execution), and the audit trail holds.
   bin/operator tickets list
+  bin/operator tickets show $ticket_id
   bin/operator audit list
   bin/operator audit verify
 
@@ -233,14 +236,15 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
   sleep 30; bin/operator tickets list
   curl -s -XPOST $ctl_url/v1/stores/$spare/start      # back: the tickets resolve after the quiet period
 
-  # 6. Reject path: skew the leaders again (a new ticket, linked to the resolved one),
-  #    wait for the new proposal, and reject it.
+  # 6. Reject path: skew the leaders again (a new ticket, linked to the resolved one); the rules
+  #    propose action $((action_id + 1)), which you reject; approving it afterwards is refused (exit 4).
   curl -s -XPOST $ctl_url/v1/stores/${store_ids[0]}/take-leaders
-  sleep 10; bin/operator actions list --status pending
-  bin/operator actions reject <ID> --reason "moving leaders by hand tonight"
+  sleep 10; bin/operator actions list --status pending     # pending = proposed or dry_run
+  bin/operator actions reject $((action_id + 1)) --reason "moving leaders by hand tonight"
+  bin/operator actions approve $((action_id + 1))
 
   # Metrics and health of the daemon:
-  curl -s http://$listen/healthz; curl -s http://$listen/metrics | grep '^operator_'
+  curl -s http://$listen/healthz; curl -s http://$listen/metrics | grep '^operator_' | grep -v _bucket
 
   scripts/demo.sh stop                             # stop everything (logs stay in demo/)
 EOF

@@ -178,8 +178,10 @@ type Overrides struct {
 	CACert, Cert, Key string
 	// Interval replaces [monitor] interval (operator run --interval).
 	Interval time.Duration
-	// Listen replaces [server] listen (operator run --listen).
-	Listen string
+	// Listen replaces [server] listen (operator run --listen) when
+	// ListenSet; an empty Listen then disables the HTTP server.
+	Listen    string
+	ListenSet bool
 	// Backend replaces [diagnosis] backend (operator run --diagnosis).
 	Backend string
 }
@@ -232,7 +234,9 @@ func (o Overrides) apply(cfg *Config) {
 	set(&cfg.PD.CAPath, o.CACert)
 	set(&cfg.PD.CertPath, o.Cert)
 	set(&cfg.PD.KeyPath, o.Key)
-	set(&cfg.Server.Listen, o.Listen)
+	if o.ListenSet || o.Listen != "" {
+		cfg.Server.Listen = o.Listen
+	}
 	set(&cfg.Diagnosis.Backend, o.Backend)
 	if o.Interval != 0 {
 		cfg.Monitor.Interval = Duration{o.Interval}

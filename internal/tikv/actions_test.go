@@ -250,7 +250,12 @@ func TestActionsRealCluster(t *testing.T) {
 		if out.Previous["leader_store_id"] != r.Leader.StoreID {
 			t.Errorf("previous = %v", out.Previous)
 		}
-		if st := out.Observed["operator_status"]; st != string(pd.OperatorSuccess) && st != string(pd.OperatorRunning) {
+		// The effect (leader on the target) is what verifies the action;
+		// the operator may be SUCCESS, still RUNNING, or already gone from
+		// PD's list when the transfer finished before the first poll.
+		switch st := out.Observed["operator_status"]; st {
+		case string(pd.OperatorSuccess), string(pd.OperatorRunning), "not listed":
+		default:
 			t.Errorf("observed operator status %v", st)
 		}
 	})

@@ -65,6 +65,7 @@ exits 0.`,
 			if err := opts.LogLevel.UnmarshalText([]byte(level)); err != nil {
 				return cmdutil.FlagErrorf("invalid --log-level %q: want debug, info, warn or error", level)
 			}
+			f.Flags.Overrides.ListenSet = cmd.Flags().Changed("listen")
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -73,7 +74,7 @@ exits 0.`,
 	}
 	o := &f.Flags.Overrides
 	cmd.Flags().DurationVar(&o.Interval, "interval", 0, "time between monitor cycles (overrides [monitor] interval)")
-	cmd.Flags().StringVar(&o.Listen, "listen", "", "host:port for /metrics and /healthz (overrides [server] listen)")
+	cmd.Flags().StringVar(&o.Listen, "listen", "", "host:port for /metrics and /healthz (overrides [server] listen; \"\" disables)")
 	cmd.Flags().StringVar(&o.Backend, "diagnosis", "", "diagnosis backend: rules, anthropic, openai or noop (overrides [diagnosis] backend)")
 	cmd.Flags().StringVar(&opts.LogFormat, "log-format", "text", "log format: text or json")
 	cmd.Flags().StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
