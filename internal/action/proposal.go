@@ -102,16 +102,36 @@ type Proposal struct {
 	UpdatedAt  time.Time  `json:"updated_at"`
 }
 
-// Record is an immutable audit record of a dry run or an execution (the
-// seed's ActionRecord plus the hash chain). Records are append-only: the
-// database refuses UPDATE and DELETE, and each record carries the hash of
-// the previous one.
+// Audit record events (Record.Event).
+const (
+	// EventExecution: the action was executed against PD (Finish);
+	// Success is whether it completed.
+	EventExecution = "execution"
+	// EventDryRun: a dry run was recorded (DryRun is true); Success is
+	// its verdict.
+	EventDryRun = "dry_run"
+	// EventApproval: a human approved the action (ApprovedBy); Success is
+	// true.
+	EventApproval = "approval"
+	// EventRejection: a human rejected the action; Message names who and
+	// why; Success is false.
+	EventRejection = "rejection"
+)
+
+// Record is an immutable audit record of a dry run, an execution, an
+// approval or a rejection (the seed's ActionRecord plus the hash chain).
+// Records are append-only: the database refuses UPDATE and DELETE, and
+// each record carries the hash of the previous one.
 type Record struct {
-	ID          int64           `json:"id"`
-	ProposalID  int64           `json:"proposal_id"`
-	TicketID    int64           `json:"ticket_id"`
-	ActionType  string          `json:"action_type"`
-	Params      json.RawMessage `json:"params"`
+	ID         int64           `json:"id"`
+	ProposalID int64           `json:"proposal_id"`
+	TicketID   int64           `json:"ticket_id"`
+	ActionType string          `json:"action_type"`
+	Params     json.RawMessage `json:"params"`
+	// Event is what the record attests: EventExecution, EventDryRun,
+	// EventApproval or EventRejection. Records written before events
+	// existed read back as "dry_run" or "execution" from DryRun.
+	Event       string          `json:"event"`
 	DryRun      bool            `json:"dry_run"`
 	Success     bool            `json:"success"`
 	Message     string          `json:"message"`
@@ -124,4 +144,14 @@ type Record struct {
 	StateAfter  json.RawMessage `json:"state_after"`
 	PrevHash    string          `json:"prev_hash"` // hex sha256; "" for the first
 	Hash        string          `json:"hash"`      // hex sha256 over PrevHash and the fields above
+}
+
+// IsExecution reports whether r records an execution against PD (not a
+// dry run, approval or rejection). An empty Event counts as an execution
+// unless DryRun is set, as for records written before events existed.
+func (r Record) IsExecution() bool {
+	if r.DryRun {
+		return false
+	}
+	return r.Event == "" || r.Event == EventExecution
 }

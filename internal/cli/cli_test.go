@@ -175,6 +175,9 @@ func TestApproveRejectStates(t *testing.T) {
 	if err != nil || p.Status != action.Approved || p.ApprovedBy != "alice" {
 		t.Fatalf("after approve: %+v, %v", p, err)
 	}
+	// The approval is an audit record, shown as such and not as an execution.
+	run(t, db, "audit", "list", "--action", id).
+		expect(t, 0, []string{"KIND", "approval", "approved", "alice", "approved by alice"}, nil)
 	// Approving twice, rejecting an approved action: wrong state.
 	run(t, db, "actions", "approve", id, "--as", "bob").
 		expect(t, 4, nil, []string{"Error: action " + id + " is approved; only proposed actions can be approved"})
@@ -202,6 +205,18 @@ func TestApproveRejectStates(t *testing.T) {
 		expect(t, 4, nil, []string{"Error: action " + id2 + " is rejected; only proposed actions can be dry-run"})
 	run(t, db, "actions", "show", id2).expect(t, 0, []string{"[rejected]", "rejected  carol", "store 2 is being replaced"}, nil)
 	run(t, db, "actions", "list", "--status", "rejected").expect(t, 0, []string{"carol (rejected)"}, nil)
+	run(t, db, "actions", "show", id2).expect(t, 0, []string{"rejection", "rejected by carol: store 2 is being replaced"}, nil)
+	recs, err := st.Records(ctx, store.RecordFilter{})
+	if err != nil || len(recs) != 2 || recs[0].Event != action.EventRejection || recs[0].ProposalID != pid2 ||
+		recs[1].Event != action.EventApproval || recs[1].ProposalID != s.Proposal.ID || recs[1].ApprovedBy != "alice" {
+		t.Errorf("audit records = %+v, %v", recs, err)
+	}
+	if n, _ := st.ExecutionsSince(ctx, time.Time{}); n != 0 {
+		t.Errorf("approval/rejection counted as executions: %d", n)
+	}
+	if rep, err := st.Verify(ctx); err != nil || !rep.OK || rep.Records != 2 {
+		t.Errorf("Verify = %+v, %v", rep, err)
+	}
 }
 
 func TestConfigShowMasksSecrets(t *testing.T) {

@@ -157,13 +157,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	runner := &diagnose.Runner{
-		Source:      st,
-		Gather:      gather.New(pdc, gather.Options{Prom: prom, Catalog: catalog, Logger: log}),
-		Backend:     backend,
-		Catalog:     catalog,
-		Sink:        storeSink{st},
-		ProposalTTL: cfg.Actions.Expiry.Duration,
-		Logger:      log,
+		Source:       st,
+		Gather:       gather.New(pdc, gather.Options{Prom: prom, Catalog: catalog, Logger: log}),
+		Backend:      backend,
+		Catalog:      catalog,
+		Sink:         storeSink{st},
+		ProposalTTL:  cfg.Actions.Expiry.Duration,
+		TicketBudget: cfg.Diagnosis.TokenBudget,
+		Logger:       log,
 	}
 	reeval := NewReevaluator(collect, cfg.Invariants, time.Now)
 	exec := executor.New(executor.Options{
@@ -317,8 +318,8 @@ func (s storeSink) SaveDiagnosis(ctx context.Context, ticketID int64, r diagnose
 	return s.st.SaveDiagnosis(ctx, ticketID, in, now)
 }
 
-func (s storeSink) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error {
-	return s.st.DiagnosisFailed(ctx, ticketID, errMsg, next)
+func (s storeSink) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time, spent diagnose.Usage) error {
+	return s.st.DiagnosisFailedSpent(ctx, ticketID, errMsg, next, spent.InputTokens, spent.OutputTokens)
 }
 
 func buildInfo(version string) prometheus.Collector {

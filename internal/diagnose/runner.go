@@ -50,9 +50,11 @@ type Sink interface {
 	// creates r.Proposal if any, in one transaction; it returns the
 	// proposal id or 0.
 	SaveDiagnosis(ctx context.Context, ticketID int64, r Result, now time.Time) (proposalID int64, err error)
-	// DiagnosisFailed records a failed attempt; the ticket stays open and
-	// is due again at next.
-	DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error
+	// DiagnosisFailed records a failed attempt that consumed spent model
+	// tokens (diagnose.Spent of the error; zero for rules or when nothing
+	// was sent); the sink adds them to the ticket's token totals. The
+	// ticket stays open and is due again at next.
+	DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time, spent Usage) error
 }
 
 // Runner defaults.
@@ -69,6 +71,13 @@ const (
 // the ticket open with a backoff; after MaxAttempts failures the ticket
 // gets a diagnosis without a proposal saying that a human must look, so it
 // does not retry (and spend tokens) forever.
+//
+// With TicketBudget > 0 the token budget holds per ticket, across
+// attempts: the tokens a ticket already consumed (ticket.Ticket
+// InputTokens+OutputTokens, which the Sink accumulates from failed and
+// successful attempts) are subtracted, the rest is passed to the backend
+// as Context.Budget, and a ticket with nothing left is not sent to the
+// backend again but gets a diagnosis without a proposal (BudgetSpent).
 type Runner struct {
 	Source  TicketSource
 	Gather  Gatherer
@@ -83,6 +92,10 @@ type Runner struct {
 	// MaxAttempts is the failed attempts after which a ticket gets a
 	// fallback diagnosis; DefaultMaxAttempts when 0.
 	MaxAttempts int
+	// TicketBudget, when > 0, caps the model tokens (input+output) spent on
+	// one ticket over all its attempts (config [diagnosis] token-budget).
+	// 0 means only the backend's own per-call budget applies.
+	TicketBudget int64
 	// Backoff is the wait before retry number attempt (1-based);
 	// DefaultBackoff when nil.
 	Backoff func(attempt int) time.Duration
@@ -107,6 +120,9 @@ type Stats struct {
 	Rejected  int // proposals Validate refused
 	Failed    int // attempts recorded as failed (ticket stays open)
 	GaveUp    int // tickets given the fallback diagnosis after MaxAttempts
+	// OverBudget counts tickets given the no-action diagnosis because
+	// their TicketBudget was spent (also counted in Diagnosed).
+	OverBudget int
 }
 
 // RunOnce runs one pass at time now (tickets due at now). It returns an
@@ -140,6 +156,13 @@ func (r *Runner) logger() *slog.Logger {
 
 func (r *Runner) one(ctx context.Context, t ticket.Ticket, now time.Time, st *Stats) {
 	log := r.logger().With("component", "diagnose", "ticket", t.ID, "key", t.Key, "backend", r.Backend.Name())
+	spent := t.InputTokens + t.OutputTokens
+	if r.TicketBudget > 0 && spent >= r.TicketBudget {
+		log.Warn("token budget for this ticket spent; a human must look", "spent_tokens", spent, "budget", r.TicketBudget)
+		r.save(ctx, log, t, now, BudgetSpent(t, r.Backend.Name(), spent, r.TicketBudget), st)
+		st.OverBudget++
+		return
+	}
 	d, err := r.diagnose(ctx, t)
 	if err != nil {
 		r.failed(ctx, log, t, now, err, st)
@@ -161,6 +184,12 @@ func (r *Runner) diagnose(ctx context.Context, t ticket.Ticket) (*Diagnosis, err
 	if c.Actions == nil && r.Catalog != nil {
 		c.Actions = r.Catalog.Specs()
 	}
+	if r.TicketBudget > 0 {
+		left := r.TicketBudget - (t.InputTokens + t.OutputTokens)
+		if c.Budget <= 0 || left < c.Budget {
+			c.Budget = left
+		}
+	}
 	d, err := r.Backend.Diagnose(ctx, c)
 	if err != nil {
 		return nil, err
@@ -181,7 +210,7 @@ func (r *Runner) save(ctx context.Context, log *slog.Logger, t ticket.Ticket, no
 	}
 	js, err := json.Marshal(d)
 	if err != nil {
-		r.failed(ctx, log, t, now, fmt.Errorf("encode diagnosis: %w", err), st)
+		r.failed(ctx, log, t, now, WithSpent(fmt.Errorf("encode diagnosis: %w", err), d.Usage), st)
 		return
 	}
 	res := Result{Diagnosis: d, Markdown: d.Markdown(), JSON: js, Proposal: d.Proposal(t.ID, now, ttl)}
@@ -222,7 +251,7 @@ func (r *Runner) failed(ctx context.Context, log *slog.Logger, t ticket.Ticket, 
 	}
 	next := now.Add(backoff(attempt))
 	log.Warn("diagnosis failed; will retry", "attempt", attempt, "next", next, "err", err)
-	if err := r.Sink.DiagnosisFailed(ctx, t.ID, err.Error(), next); err != nil {
+	if err := r.Sink.DiagnosisFailed(ctx, t.ID, err.Error(), next, Spent(err)); err != nil {
 		log.Error("record diagnosis failure", "err", err)
 		return
 	}
@@ -247,6 +276,27 @@ func GaveUp(t ticket.Ticket, backend string, attempts int, last error) *Diagnosi
 			attempts, last),
 		Backend: backend,
 		Usage:   Spent(last),
+	}
+}
+
+// BudgetSpent is the diagnosis stored instead of calling the backend when
+// a ticket has consumed spent tokens of its per-ticket budget (both
+// input+output tokens): no proposal, low confidence, zero usage (no model
+// was called).
+func BudgetSpent(t ticket.Ticket, backend string, spent, budget int64) *Diagnosis {
+	summary := t.Summary
+	if summary == "" {
+		summary = t.Key
+	}
+	return &Diagnosis{
+		Summary:   summary,
+		RootCause: "Not diagnosed: the token budget for this ticket is spent.",
+		Evidence: []string{fmt.Sprintf("%d tokens spent on this ticket (%d input, %d output), budget %d",
+			spent, t.InputTokens, t.OutputTokens, budget)},
+		Confidence:     ConfidenceLow,
+		Risks:          []string{},
+		NoActionReason: fmt.Sprintf("no action: a human must look — token budget for this ticket spent (%d tokens)", spent),
+		Backend:        backend,
 	}
 }
 

@@ -353,8 +353,9 @@ leader-imbalance-min-diff = 4
 	})
 	// Approving twice is a wrong state.
 	e.must(4, []string{"action " + id + " is completed; only proposed actions can be approved"}, "actions", "approve", id)
-	e.must(0, []string{"audit trail OK: 2 records"}, "audit", "verify")
-	e.must(0, []string{"execution", "ok", "alice", "dry-run", "valid"}, "audit", "list")
+	// Dry run, approval, execution: all three in the hash chain.
+	e.must(0, []string{"audit trail OK: 3 records"}, "audit", "verify")
+	e.must(0, []string{"execution", "ok", "alice", "dry-run", "valid", "approval", "approved", "approved by alice"}, "audit", "list")
 
 	// The daemon's own endpoints.
 	body := httpGet(t, "http://"+e.listen+"/metrics")
@@ -386,6 +387,13 @@ leader-imbalance-min-diff = 4
 	e.must(2, []string{"--reason is required"}, "actions", "reject", id2)
 	e.must(0, []string{"Rejected action #" + id2, "as bob", "maintenance tonight"}, "actions", "reject", id2, "--reason", "maintenance tonight", "--as", "bob")
 	e.must(4, []string{"action " + id2 + " is rejected; only proposed actions can be approved"}, "actions", "approve", id2)
+	var rejRecs []action.Record
+	e.jsonOf(&rejRecs, "audit", "list", "--action", id2)
+	if len(rejRecs) != 1 || rejRecs[0].Event != action.EventRejection || rejRecs[0].Success ||
+		rejRecs[0].Message != "rejected by bob: maintenance tonight" {
+		t.Errorf("audit records of rejected action %s: %+v", id2, rejRecs)
+	}
+	e.must(0, []string{"audit trail OK: 4 records"}, "audit", "verify")
 	var v2 struct {
 		Ticket ticket.Ticket `json:"ticket"`
 	}

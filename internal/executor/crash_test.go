@@ -108,7 +108,7 @@ func TestCrashAtEachStep(t *testing.T) {
 			childName := fmt.Sprintf("%s:%d", hostname(t), cmd.Process.Pid)
 
 			// Status visible: still executing, claimed by the dead child,
-			// nothing recorded.
+			// nothing recorded but the approval.
 			got, err := h.st.Proposal(ctx, p.ID)
 			if err != nil {
 				t.Fatal(err)
@@ -116,8 +116,10 @@ func TestCrashAtEachStep(t *testing.T) {
 			if got.Status != action.Executing || got.ExecutedBy != childName {
 				t.Fatalf("after the kill: %s by %q, want executing by %s", got.Status, got.ExecutedBy, childName)
 			}
-			if recs := records(t, h.st, p.ID); len(recs) != 0 {
+			if recs := records(t, h.st, p.ID); len(recs) != 1 {
 				t.Fatalf("the killed process recorded: %+v", recs)
+			} else {
+				approvalRecord(t, recs[0], p.ID, "alice")
 			}
 			posts := operatorPosts(proxy.since(mark))
 			if tc.sent != (len(posts) == 1) || len(posts) > 1 {
@@ -164,10 +166,11 @@ func TestCrashAtEachStep(t *testing.T) {
 			}
 
 			recs := records(t, h.st, p.ID)
-			if len(recs) != 1 || recs[0].Success || recs[0].DryRun || recs[0].ExecutedBy != childName ||
+			if len(recs) != 2 || recs[0].Success || !recs[0].IsExecution() || recs[0].ExecutedBy != childName ||
 				!strings.HasPrefix(recs[0].Message, Interrupted) || recs[0].ApprovedBy != "alice" {
 				t.Fatalf("records = %+v", recs)
 			}
+			approvalRecord(t, recs[1], p.ID, "alice")
 			if l := stateRegionLeader(t, recs[0].StateAfter); l != want {
 				t.Errorf("recorded PD state shows leader %d, want %d", l, want)
 			}

@@ -69,12 +69,16 @@ func TestApproveExecutesTransferLeader(t *testing.T) {
 		t.Fatalf("%d POST /pd/api/v1/operators reached PD, want 1", len(posts))
 	}
 
-	recs := records(t, h.st, p.ID)
-	if len(recs) != 1 {
-		t.Fatalf("%d records, want 1", len(recs))
+	recs := records(t, h.st, p.ID) // newest first: execution, approval
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want 2 (approval, execution)", len(recs))
 	}
+	approvalRecord(t, recs[1], p.ID, "alice")
 	rec := recs[0]
-	if !rec.Success || rec.DryRun || rec.ApprovedBy != "alice" || rec.ExecutedBy != "test-executor" ||
+	if rec.PrevHash != recs[1].Hash {
+		t.Errorf("execution record does not follow the approval: %+v", recs)
+	}
+	if !rec.Success || rec.DryRun || !rec.IsExecution() || rec.ApprovedBy != "alice" || rec.ExecutedBy != "test-executor" ||
 		rec.ActionType != tikv.ActionTransferLeader || rec.FinishedAt.Before(rec.StartedAt) {
 		t.Errorf("record = %+v", rec)
 	}
@@ -178,8 +182,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if got := leaderOf(t, r.ID); got != r.Follower {
 		t.Errorf("leader on %d after execution, want %d", got, r.Follower)
 	}
-	if n := len(records(t, h.st, p.ID)); n != 2 {
-		t.Errorf("%d records for the proposal, want dry run + execution", n)
+	if recs := records(t, h.st, p.ID); len(recs) != 3 || !recs[0].IsExecution() || !recs[0].Success ||
+		recs[2].Event != action.EventDryRun {
+		t.Errorf("records for the proposal = %+v, want dry run, approval, execution", recs)
+	} else {
+		approvalRecord(t, recs[1], p.ID, "alice")
 	}
 	verifyOK(t, h.st)
 }
@@ -233,16 +240,19 @@ func TestRejectAndRefusals(t *testing.T) {
 		t.Errorf("approve without approver: %v", err)
 	}
 
-	// Nothing reached PD, nothing was recorded.
+	// Nothing reached PD; only the rejection was recorded.
 	if got := proxy.since(mark); len(got) != 0 {
 		t.Errorf("mutating requests reached PD: %+v", got)
 	}
 	if got := leaderOf(t, r.ID); got != r.Leader {
 		t.Errorf("leader moved to %d", got)
 	}
-	if all, _ := h.st.Records(ctx, store.RecordFilter{}); len(all) != 0 {
-		t.Errorf("records written: %+v", all)
+	if all, _ := h.st.Records(ctx, store.RecordFilter{}); len(all) != 1 || all[0].Event != action.EventRejection ||
+		all[0].ProposalID != p.ID || all[0].Success || all[0].IsExecution() ||
+		all[0].Message != "rejected by carol: maintenance window tonight" {
+		t.Errorf("records written: %+v, want the rejection only", all)
 	}
+	verifyOK(t, h.st)
 }
 
 // Two approvers (two store handles, as two CLI processes) approve one
@@ -349,8 +359,10 @@ func TestPreconditionsChangedLeaderMoved(t *testing.T) {
 		t.Errorf("requests sent despite failed preconditions: %+v", reqs)
 	}
 	recs := records(t, h.st, p.ID)
-	if len(recs) != 1 || recs[0].Success || string(recs[0].Requests) != "[]" || recs[0].Message != got.Result {
+	if len(recs) != 2 || recs[0].Success || !recs[0].IsExecution() || string(recs[0].Requests) != "[]" || recs[0].Message != got.Result {
 		t.Errorf("records = %+v", recs)
+	} else {
+		approvalRecord(t, recs[1], p.ID, "alice")
 	}
 	// The invariant is still violated: the ticket goes back to open for a
 	// fresh diagnosis.
@@ -445,8 +457,10 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	if ex, _ := h.st.Executing(context.Background()); len(ex) != 0 {
 		t.Errorf("left executing: %+v", ex)
 	}
-	if n := len(records(t, h.st, p.ID)); n != 1 {
-		t.Errorf("%d records", n)
+	if recs := records(t, h.st, p.ID); len(recs) != 2 || !recs[0].IsExecution() || !recs[0].Success {
+		t.Errorf("records = %+v, want approval + execution", recs)
+	} else {
+		approvalRecord(t, recs[1], p.ID, "alice")
 	}
 	if leaderOf(t, r.ID) != r.Follower {
 		t.Error("leader not moved")

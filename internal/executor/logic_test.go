@@ -299,8 +299,10 @@ func TestExecutionOutcomes(t *testing.T) {
 			t.Errorf("%s: %s %q, want %s %q", tc.p.ActionType, got.Status, got.Result, tc.status, tc.result)
 		}
 		recs := records(t, st, tc.p.ID)
-		if len(recs) != 1 || recs[0].Success != (tc.status == action.Completed) || !strings.HasPrefix(recs[0].Message, tc.result) {
+		if len(recs) != 2 || !recs[0].IsExecution() || recs[0].Success != (tc.status == action.Completed) || !strings.HasPrefix(recs[0].Message, tc.result) {
 			t.Errorf("%s records: %+v", tc.p.ActionType, recs)
+		} else {
+			approvalRecord(t, recs[1], tc.p.ID, "alice")
 		}
 		// Wait for the ticket follow-up, which runs after the record.
 		wctx := ctxT(t, 10*time.Second)

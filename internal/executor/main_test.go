@@ -355,6 +355,16 @@ func records(t *testing.T, st *store.Store, proposalID int64) []action.Record {
 	return recs
 }
 
+// approvalRecord checks that rec is the audit record of an approval of
+// proposal id by by (written by store.Approve with the status change).
+func approvalRecord(t *testing.T, rec action.Record, id int64, by string) {
+	t.Helper()
+	if rec.Event != action.EventApproval || rec.ProposalID != id || rec.ApprovedBy != by || !rec.Success ||
+		rec.DryRun || rec.IsExecution() || rec.Message != "approved by "+by || len(rec.Requests) != 0 {
+		t.Errorf("want the approval of action %d by %s, got record %+v", id, by, rec)
+	}
+}
+
 func verifyOK(t *testing.T, st *store.Store) store.VerifyReport {
 	t.Helper()
 	rep, err := st.Verify(context.Background())

@@ -17,11 +17,12 @@ type migration struct {
 // migrations, in order. Version numbers start at 1 and have no gaps.
 var migrations = []migration{
 	{1, "tickets, action proposals, append-only action records", schemaV1},
+	{2, "action record events: approvals and rejections join the audit trail", schemaV2},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // schemaV1 follows the seed schema (../shared/seed/architecture.md) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed
@@ -121,6 +122,23 @@ CREATE TRIGGER action_records_no_delete BEFORE DELETE ON action_records
 BEGIN
 	SELECT RAISE(ABORT, 'action_records is append-only: DELETE refused');
 END;
+`
+
+// schemaV2 adds action_records.event (see action.Record.Event). Existing
+// rows get "dry_run" or "execution" from their dry_run column; filling
+// them needs an UPDATE, so the append-only trigger is dropped and
+// recreated inside this migration's transaction. Their hashes stay valid:
+// RecordHash covers the event only for approvals and rejections.
+const schemaV2 = `
+ALTER TABLE action_records ADD COLUMN event TEXT NOT NULL DEFAULT 'execution'
+	CHECK (event IN ('execution', 'dry_run', 'approval', 'rejection'));
+DROP TRIGGER action_records_no_update;
+UPDATE action_records SET event = 'dry_run' WHERE dry_run = 1;
+CREATE TRIGGER action_records_no_update BEFORE UPDATE ON action_records
+BEGIN
+	SELECT RAISE(ABORT, 'action_records is append-only: UPDATE refused');
+END;
+CREATE INDEX action_records_events ON action_records(event, started_at);
 `
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -232,10 +232,13 @@ func (s *Store) queryProposals(ctx context.Context, q string, args ...any) ([]ac
 }
 
 // Approve moves a proposed or dry_run proposal to approved, recording who
-// approved it (by, required) and when (now). If now is after the
+// approved it (by, required) and when (now), and appends an audit record
+// (Event action.EventApproval, ApprovedBy by, Success true, Message
+// "approved by BY", StartedAt = FinishedAt = now) in the same
+// transaction, so the approval is in the hash chain. If now is after the
 // proposal's ExpiresAt, the proposal is moved to expired instead (that
-// change is committed) and Approve returns it with an error wrapping
-// ErrExpired.
+// change is committed, no record is written) and Approve returns it with
+// an error wrapping ErrExpired.
 //
 // Errors: ErrNotFound; *action.ErrTransition when the proposal is in any
 // other status, including when a concurrent approver won; ErrExpired;
@@ -263,6 +266,13 @@ func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time)
 			return err
 		}
 		out, err = casProposal(ctx, tx, p, action.Approved, now, `approved_by = ?, approved_at = ?`, by, ts)
+		if err != nil {
+			return err
+		}
+		_, err = appendRecord(ctx, tx, out, action.Record{
+			Event: action.EventApproval, Success: true, ApprovedBy: by,
+			Message: "approved by " + by, StartedAt: now, FinishedAt: now,
+		}, now)
 		return err
 	})
 	if err != nil {
@@ -276,7 +286,9 @@ func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time)
 }
 
 // Reject moves a proposed or dry_run proposal to rejected, recording who
-// (by), when (now) and why (reason, required).
+// (by), when (now) and why (reason, required), and appends an audit record
+// (Event action.EventRejection, Success false, Message "rejected by BY:
+// REASON", StartedAt = FinishedAt = now) in the same transaction.
 //
 // Errors: ErrNotFound; *action.ErrTransition; ErrInvalid for an empty
 // rejecter or reason.
@@ -285,8 +297,23 @@ func (s *Store) Reject(ctx context.Context, id int64, by, reason string, now tim
 		return action.Proposal{}, fmt.Errorf("reject action %d: %w: who and a reason are required", id, ErrInvalid)
 	}
 	ts := fmtTime(now)
-	p, err := s.transition(ctx, id, action.Rejected, now,
-		`rejected_by = ?, rejected_at = ?, rejection_reason = ?`, by, ts, reason)
+	var p action.Proposal
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		cur, err := readProposal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		p, err = casProposal(ctx, tx, cur, action.Rejected, now,
+			`rejected_by = ?, rejected_at = ?, rejection_reason = ?`, by, ts, reason)
+		if err != nil {
+			return err
+		}
+		_, err = appendRecord(ctx, tx, p, action.Record{
+			Event: action.EventRejection, Success: false,
+			Message: "rejected by " + by + ": " + reason, StartedAt: now, FinishedAt: now,
+		}, now)
+		return err
+	})
 	if err != nil {
 		return action.Proposal{}, fmt.Errorf("reject action %d: %w", id, err)
 	}
@@ -387,6 +414,7 @@ func (s *Store) Finish(ctx context.Context, id int64, to action.Status, result s
 			id, ErrInvalid, action.Completed, action.Failed, to)
 	}
 	rec.DryRun = false
+	rec.Event = action.EventExecution
 	rec.Success = to == action.Completed
 	if rec.Message == "" {
 		rec.Message = result
@@ -418,6 +446,7 @@ func (s *Store) Finish(ctx context.Context, id int64, to action.Status, result s
 // Errors: ErrNotFound; *action.ErrTransition; ErrInvalid.
 func (s *Store) RecordDryRun(ctx context.Context, id int64, rec action.Record, now time.Time) (action.Record, error) {
 	rec.DryRun = true
+	rec.Event = action.EventDryRun
 	var out action.Record
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		p, err := readProposal(ctx, tx, id)

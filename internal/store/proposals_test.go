@@ -26,6 +26,17 @@ func TestApproveClaimFinish(t *testing.T) {
 	if p.Status != action.Approved || p.ApprovedBy != "alice" || !p.ApprovedAt.Equal(t0.Add(time.Minute)) {
 		t.Errorf("approved = %+v", p)
 	}
+	// The approval is in the audit trail, written with the status change.
+	appr, _ := s.Records(ctx, RecordFilter{ProposalID: id})
+	if len(appr) != 1 || appr[0].ID != 1 || appr[0].Event != action.EventApproval || appr[0].DryRun ||
+		!appr[0].Success || appr[0].ApprovedBy != "alice" || appr[0].ExecutedBy != "" ||
+		appr[0].Message != "approved by alice" || appr[0].ActionType != "remove_store" ||
+		!appr[0].FinishedAt.Equal(t0.Add(time.Minute)) || appr[0].Hash != RecordHash(appr[0]) || appr[0].IsExecution() {
+		t.Errorf("approval records = %+v", appr)
+	}
+	if n, _ := s.ExecutionsSince(ctx, t0); n != 0 {
+		t.Errorf("approval counted as an execution: %d", n)
+	}
 	c, err := s.Claim(ctx, "host:42", t0.Add(2*time.Minute))
 	if err != nil || c == nil || c.ID != id {
 		t.Fatalf("Claim = %v, %v", c, err)
@@ -47,7 +58,8 @@ func TestApproveClaimFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.ID != 1 || rec.PrevHash != "" || rec.Hash != RecordHash(rec) || !rec.Success || rec.DryRun ||
+	if rec.ID != 2 || rec.PrevHash != appr[0].Hash || rec.Hash != RecordHash(rec) || !rec.Success || rec.DryRun ||
+		rec.Event != action.EventExecution || !rec.IsExecution() ||
 		rec.ApprovedBy != "alice" || rec.ExecutedBy != "host:42" || rec.ActionType != "remove_store" ||
 		string(rec.Params) != `{"store_id":4}` || rec.Message != "store 4 removed" ||
 		!rec.StartedAt.Equal(t0.Add(2*time.Minute)) || !rec.FinishedAt.Equal(t0.Add(3*time.Minute)) {
@@ -58,7 +70,8 @@ func TestApproveClaimFinish(t *testing.T) {
 		t.Errorf("finished proposal = %+v", p)
 	}
 	stored, _ := s.Records(ctx, RecordFilter{ProposalID: id})
-	if len(stored) != 1 || stored[0].Hash != rec.Hash || string(stored[0].StateAfter) != `{"state":"Offline"}` {
+	if len(stored) != 2 || stored[0].Hash != rec.Hash || string(stored[0].StateAfter) != `{"state":"Offline"}` ||
+		stored[0].Event != action.EventExecution || stored[1].Event != action.EventApproval {
 		t.Errorf("stored records = %+v", stored)
 	}
 	if n, _ := s.ExecutionsSince(ctx, t0); n != 1 {
@@ -73,8 +86,8 @@ func TestApproveClaimFinish(t *testing.T) {
 	if _, err := s.Finish(ctx, id, action.Failed, "x", action.Record{}, t0); !errors.As(err, &te) || te.From != action.Completed {
 		t.Errorf("second Finish: %v", err)
 	}
-	if all, _ := s.Records(ctx, RecordFilter{}); len(all) != 1 {
-		t.Errorf("refused Finish wrote a record: %d records", len(all))
+	if all, _ := s.Records(ctx, RecordFilter{}); len(all) != 2 {
+		t.Errorf("refused Finish wrote a record: %d records, want 2 (approval, execution)", len(all))
 	}
 }
 
@@ -114,6 +127,9 @@ func TestApproveRefusals(t *testing.T) {
 	if got, _ := s.Proposal(ctx, id); got.Status != action.Expired || got.ApprovedBy != "" {
 		t.Errorf("stored after expired approve = %+v", got)
 	}
+	if recs, _ := s.Records(ctx, RecordFilter{ProposalID: id}); len(recs) != 0 {
+		t.Errorf("expired approve wrote records: %+v", recs)
+	}
 	if _, err := s.Approve(ctx, id, "alice", t0); !errors.As(err, &te) || te.From != action.Expired {
 		t.Errorf("approve expired again: %v", err)
 	}
@@ -127,6 +143,12 @@ func TestApproveRefusals(t *testing.T) {
 	if err != nil || p.Status != action.Rejected || p.RejectedBy != "bob" || p.RejectionReason != "store 2 is coming back" || p.RejectedAt == nil {
 		t.Fatalf("reject: %+v, %v", p, err)
 	}
+	rej, _ := s.Records(ctx, RecordFilter{ProposalID: id})
+	if len(rej) != 1 || rej[0].Event != action.EventRejection || rej[0].Success || rej[0].DryRun ||
+		rej[0].Message != "rejected by bob: store 2 is coming back" || rej[0].ApprovedBy != "" ||
+		!rej[0].FinishedAt.Equal(t0.Add(time.Minute)) || rej[0].IsExecution() {
+		t.Errorf("rejection records = %+v", rej)
+	}
 	_, err = s.Approve(ctx, id, "alice", t0)
 	if !errors.As(err, &te) || te.From != action.Rejected || te.To != action.Approved || te.ID != id {
 		t.Errorf("approve rejected: %v", err)
@@ -136,6 +158,14 @@ func TestApproveRefusals(t *testing.T) {
 	}
 	if _, err := s.Approve(ctx, id, "", t0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("approve without approver: %v", err)
+	}
+	// Refused approvals and rejections wrote nothing more: only the one
+	// rejection record.
+	if all, _ := s.Records(ctx, RecordFilter{}); len(all) != 1 {
+		t.Errorf("records after refusals = %+v, want the rejection only", all)
+	}
+	if rep, _ := s.Verify(ctx); !rep.OK || rep.Records != 1 {
+		t.Errorf("Verify = %+v", rep)
 	}
 	// ClaimID of a non-approved proposal.
 	if _, err := s.ClaimID(ctx, id, "exec", t0); !errors.As(err, &te) || te.To != action.Executing {
@@ -155,7 +185,7 @@ func TestDryRunThenApprove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rec.DryRun || rec.ID != int64(i+1) {
+		if !rec.DryRun || rec.Event != action.EventDryRun || rec.ID != int64(i+1) {
 			t.Errorf("dry-run record = %+v", rec)
 		}
 	}
@@ -173,8 +203,11 @@ func TestDryRunThenApprove(t *testing.T) {
 		t.Errorf("dry run of approved: %v", err)
 	}
 	rep, _ := s.Verify(ctx)
-	if !rep.OK || rep.Records != 2 {
+	if !rep.OK || rep.Records != 3 { // two dry runs, one approval
 		t.Errorf("Verify = %+v", rep)
+	}
+	if n, _ := s.ExecutionsSince(ctx, t0); n != 0 {
+		t.Errorf("dry runs and approval counted as executions: %d", n)
 	}
 }
 

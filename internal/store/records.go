@@ -18,7 +18,7 @@ import (
 // recordCols is the column list scanRecord reads, in order.
 const recordCols = `id, proposal_id, ticket_id, action_type, params, dry_run, success, message,
 	approved_by, executed_by, started_at, finished_at, requests, state_before,
-	state_after, prev_hash, hash`
+	state_after, prev_hash, hash, event`
 
 func scanRecord(sc scanner) (action.Record, error) {
 	var (
@@ -29,7 +29,7 @@ func scanRecord(sc scanner) (action.Record, error) {
 	)
 	err := sc.Scan(&r.ID, &r.ProposalID, &r.TicketID, &r.ActionType, &params, &dryRun, &success,
 		&r.Message, &r.ApprovedBy, &r.ExecutedBy, &startedAt, &finishedAt, &requests, &before,
-		&after, &r.PrevHash, &r.Hash)
+		&after, &r.PrevHash, &r.Hash, &r.Event)
 	if err != nil {
 		return action.Record{}, err
 	}
@@ -60,6 +60,14 @@ func scanRecord(sc scanner) (action.Record, error) {
 // bytes. The length prefix makes the encoding unambiguous whatever the
 // values contain. Every stored column except hash itself is covered,
 // including id, so moving a record to another id breaks its hash.
+//
+// The event column (schema version 2) is covered only when it is
+// action.EventApproval or action.EventRejection: then
+// field("event", rec.Event) follows field("state_after", …). For
+// "execution" and "dry_run" (and "") it is left out, so records written
+// before events existed keep their hashes; for them the event is implied
+// by dry_run, which is covered. Turning an approval or rejection into
+// another event therefore changes the hash either way.
 func RecordHash(rec action.Record) string {
 	h := sha256.New()
 	h.Write([]byte("operator.action_record.v1\n"))
@@ -80,6 +88,9 @@ func RecordHash(rec action.Record) string {
 	field("requests", string(rec.Requests))
 	field("state_before", string(rec.StateBefore))
 	field("state_after", string(rec.StateAfter))
+	if rec.Event == action.EventApproval || rec.Event == action.EventRejection {
+		field("event", rec.Event)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -109,8 +120,12 @@ func hashTime(t time.Time) string {
 // are computed inside one write transaction and the stored record is
 // returned.
 //
+// An empty Event becomes action.EventDryRun when DryRun is set, else
+// action.EventExecution.
+//
 // Errors: ErrNotFound for an unknown proposal; ErrInvalid for malformed
-// JSON or a zero FinishedAt.
+// JSON, a zero FinishedAt, an unknown Event, or an Event that contradicts
+// DryRun (DryRun must be true exactly for action.EventDryRun).
 func (s *Store) AppendRecord(ctx context.Context, rec action.Record) (action.Record, error) {
 	if rec.FinishedAt.IsZero() {
 		return action.Record{}, fmt.Errorf("append record: %w: FinishedAt is required", ErrInvalid)
@@ -152,11 +167,23 @@ func appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal, rec action
 	if rec.ExecutedBy == "" {
 		rec.ExecutedBy = p.ExecutedBy
 	}
+	switch {
+	case rec.Event == "" && rec.DryRun:
+		rec.Event = action.EventDryRun
+	case rec.Event == "":
+		rec.Event = action.EventExecution
+	case rec.Event != action.EventExecution && rec.Event != action.EventDryRun &&
+		rec.Event != action.EventApproval && rec.Event != action.EventRejection:
+		return action.Record{}, fmt.Errorf("%w: unknown record event %q", ErrInvalid, rec.Event)
+	}
+	if rec.DryRun != (rec.Event == action.EventDryRun) {
+		return action.Record{}, fmt.Errorf("%w: record event %q with dry_run=%t", ErrInvalid, rec.Event, rec.DryRun)
+	}
 	if rec.FinishedAt.IsZero() {
 		rec.FinishedAt = now
 	}
 	if rec.StartedAt.IsZero() {
-		if p.ExecutedAt != nil && !rec.DryRun {
+		if p.ExecutedAt != nil && rec.Event == action.EventExecution {
 			rec.StartedAt = *p.ExecutedAt
 		} else {
 			rec.StartedAt = rec.FinishedAt
@@ -196,10 +223,10 @@ func appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal, rec action
 	rec.PrevHash = lastHash
 	rec.Hash = RecordHash(rec)
 	_, err = tx.ExecContext(ctx, `INSERT INTO action_records (`+recordCols+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		rec.ID, rec.ProposalID, rec.TicketID, rec.ActionType, args[0], rec.DryRun, rec.Success,
 		rec.Message, rec.ApprovedBy, rec.ExecutedBy, fmtTime(rec.StartedAt), fmtTime(rec.FinishedAt),
-		args[1], args[2], args[3], rec.PrevHash, rec.Hash)
+		args[1], args[2], args[3], rec.PrevHash, rec.Hash, rec.Event)
 	if err != nil {
 		return action.Record{}, fmt.Errorf("insert record: %w", err)
 	}
@@ -252,11 +279,12 @@ func (s *Store) Records(ctx context.Context, f RecordFilter) ([]action.Record, e
 	return out, nil
 }
 
-// ExecutionsSince counts the non-dry-run audit records whose StartedAt is
-// at or after since (for a per-hour execution cap).
+// ExecutionsSince counts the execution audit records (event "execution":
+// not dry runs, approvals or rejections) whose StartedAt is at or after
+// since (for a per-hour execution cap).
 func (s *Store) ExecutionsSince(ctx context.Context, since time.Time) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM action_records WHERE dry_run = 0 AND started_at >= ?`,
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM action_records WHERE event = 'execution' AND started_at >= ?`,
 		fmtTime(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count executions: %w", err)

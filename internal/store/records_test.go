@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,159 @@ func TestRecordHashVector(t *testing.T) {
 	const golden = "67aaa86f44567b4c19f64e6d86ac1b97e09d3d163e9d484ddaaf3edfb1c5f08b"
 	if got != golden {
 		t.Errorf("RecordHash = %s, want golden %s", got, golden)
+	}
+
+	// Events "execution" and "dry_run" are implied by dry_run and left
+	// out, so records written before events existed keep their hashes.
+	for _, ev := range []string{"", action.EventExecution, action.EventDryRun} {
+		c := r
+		c.Event = ev
+		if RecordHash(c) != golden {
+			t.Errorf("event %q changes the hash of a pre-event record", ev)
+		}
+	}
+	// Approvals and rejections append field("event", …).
+	for _, ev := range []string{action.EventApproval, action.EventRejection} {
+		c := r
+		c.Event = ev
+		sum := sha256.Sum256([]byte(canonical + "event=" + fmt.Sprint(len(ev)) + ":" + ev + "\n"))
+		if got, want := RecordHash(c), hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("RecordHash(event %s) = %s, want %s", ev, got, want)
+		}
+	}
+}
+
+// TestPreEventChainStillVerifies builds a schema-version-1 file (before
+// record events) with an execution and a dry-run record hashed the v1 way,
+// opens it with this binary (migrating to the current version) and checks
+// that the old chain still verifies, the events were filled from dry_run,
+// the table is still append-only and new approval/rejection records chain
+// onto it.
+func TestPreEventChainStillVerifies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db := rawDB(t, path)
+	ctx := context.Background()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	exec(createSchemaMigrations)
+	exec(schemaV1)
+	exec(`INSERT INTO schema_migrations(version, name) VALUES (1, 'v1')`)
+	ts := fmtTime(t0)
+	exec(`INSERT INTO tickets (key, invariant, subject, severity, status, first_seen, last_seen, updated_at)
+VALUES ('store_down/store:4', 'store_down', 'store:4', 'critical', 'diagnosed', ?, ?, ?)`, ts, ts, ts)
+	for i := 0; i < 3; i++ {
+		exec(`INSERT INTO action_proposals (ticket_id, action_type, params, status, proposed_at, expires_at, updated_at)
+VALUES (1, 'remove_store', '{"store_id":4}', 'proposed', ?, ?, ?)`, ts, fmtTime(t0.Add(time.Hour)), ts)
+	}
+	old := []action.Record{
+		{ID: 1, ProposalID: 1, TicketID: 1, ActionType: "remove_store", Params: json.RawMessage(`{"store_id":4}`),
+			Success: true, Message: "store 4 removed", ApprovedBy: "alice", ExecutedBy: "host:1",
+			StartedAt: t0, FinishedAt: t0.Add(time.Second), Requests: json.RawMessage(`[]`)},
+		{ID: 2, ProposalID: 2, TicketID: 1, ActionType: "remove_store", Params: json.RawMessage(`{"store_id":4}`),
+			DryRun: true, Success: true, Message: "valid", ExecutedBy: "carol",
+			StartedAt: t0.Add(time.Minute), FinishedAt: t0.Add(time.Minute)},
+	}
+	for i := range old {
+		if i > 0 {
+			old[i].PrevHash = old[i-1].Hash
+		}
+		old[i].Hash = RecordHash(old[i]) // Event "": the v1 encoding (pinned by TestRecordHashVector)
+		r := old[i]
+		exec(`INSERT INTO action_records (id, proposal_id, ticket_id, action_type, params, dry_run, success, message,
+	approved_by, executed_by, started_at, finished_at, requests, state_before, state_after, prev_hash, hash)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)`,
+			r.ID, r.ProposalID, r.TicketID, r.ActionType, string(r.Params), r.DryRun, r.Success, r.Message,
+			r.ApprovedBy, r.ExecutedBy, fmtTime(r.StartedAt), fmtTime(r.FinishedAt), nullJSON(r.Requests), r.PrevHash, r.Hash)
+	}
+	db.Close()
+
+	s := openAt(t, path)
+	if v, err := s.Version(ctx); err != nil || v != SchemaVersion {
+		t.Fatalf("version after open = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	rep, err := s.Verify(ctx)
+	if err != nil || !rep.OK || rep.Records != 2 || rep.HeadHash != old[1].Hash {
+		t.Fatalf("Verify of the pre-event chain = %+v, %v", rep, err)
+	}
+	recs, _ := s.Records(ctx, RecordFilter{})
+	if len(recs) != 2 || recs[0].Event != action.EventDryRun || recs[1].Event != action.EventExecution ||
+		!recs[1].IsExecution() || recs[0].IsExecution() {
+		t.Errorf("migrated records = %+v", recs)
+	}
+	if n, _ := s.ExecutionsSince(ctx, t0); n != 1 {
+		t.Errorf("ExecutionsSince after migration = %d, want 1", n)
+	}
+	// The migration recreated the append-only trigger.
+	if _, err := s.db.ExecContext(ctx, `UPDATE action_records SET event = 'approval' WHERE id = 1`); err == nil ||
+		!strings.Contains(err.Error(), "append-only") {
+		t.Errorf("UPDATE after migration: %v", err)
+	}
+	if _, err := s.Approve(ctx, 2, "alice", t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reject(ctx, 3, "bob", "not now", t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Verify(ctx)
+	if err != nil || !rep.OK || rep.Records != 4 {
+		t.Errorf("Verify after approval and rejection = %+v, %v", rep, err)
+	}
+	recs, _ = s.Records(ctx, RecordFilter{Limit: 2})
+	if len(recs) != 2 || recs[0].Event != action.EventRejection || recs[1].Event != action.EventApproval ||
+		recs[1].PrevHash != old[1].Hash || recs[0].PrevHash != recs[1].Hash {
+		t.Errorf("new records = %+v", recs)
+	}
+}
+
+func nullJSON(raw json.RawMessage) any {
+	if raw == nil {
+		return nil
+	}
+	return string(raw)
+}
+
+// TestVerifyDetectsApprovalTampering: who approved or rejected what is as
+// tamper-evident as an execution.
+func TestVerifyDetectsApprovalTampering(t *testing.T) {
+	cases := []struct {
+		name string
+		stmt string
+		id   int64
+	}{
+		{"approval turned into execution", `UPDATE action_records SET event = 'execution' WHERE id = 1`, 1},
+		{"approval turned into rejection", `UPDATE action_records SET event = 'rejection' WHERE id = 1`, 1},
+		{"approver edited", `UPDATE action_records SET approved_by = 'mallory' WHERE id = 1`, 1},
+		{"approval message edited", `UPDATE action_records SET message = 'approved by mallory' WHERE id = 1`, 1},
+		{"rejection turned into approval", `UPDATE action_records SET event = 'approval', success = 1 WHERE id = 2`, 2},
+		{"rejection reason edited", `UPDATE action_records SET message = 'rejected by bob: fine' WHERE id = 2`, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, path := openTemp(t)
+			ctx := context.Background()
+			a, b := proposed(t, s, "store:1"), proposed(t, s, "store:2")
+			if _, err := s.Approve(ctx, a, "alice", t0.Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Reject(ctx, b, "bob", "store 2 is coming back", t0.Add(2*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := s.Verify(ctx); err != nil || !rep.OK || rep.Records != 2 {
+				t.Fatalf("Verify before tampering = %+v, %v", rep, err)
+			}
+			tamper(t, path, c.stmt)
+			rep, err := s.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK || rep.Broken == nil || rep.Broken.Kind != BreakEdited || rep.Broken.ID != c.id {
+				t.Errorf("Verify after %s = %+v (broken %+v), want edited at %d", c.name, rep, rep.Broken, c.id)
+			}
+		})
 	}
 }
 

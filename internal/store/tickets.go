@@ -326,7 +326,9 @@ type DiagnosisInput struct {
 	JSON json.RawMessage
 	// Backend names the diagnosis backend ("rules", "anthropic:MODEL").
 	Backend string
-	// InputTokens and OutputTokens are the model tokens used (0 for rules).
+	// InputTokens and OutputTokens are the model tokens this diagnosis used
+	// (0 for rules). SaveDiagnosis adds them to the ticket's totals; they
+	// must not be negative.
 	InputTokens, OutputTokens int64
 	// Proposal, when not nil, is inserted with status proposed. Its
 	// TicketID must be 0 or the ticket's id; ActionType and ExpiresAt are
@@ -338,15 +340,21 @@ type DiagnosisInput struct {
 
 // SaveDiagnosis stores a diagnosis for an open ticket in one transaction:
 // CAS open -> diagnosed (any other status is refused with
-// *ticket.ErrTransition), stores markdown, JSON, backend and token usage,
+// *ticket.ErrTransition), stores markdown, JSON and backend, ADDS
+// d.InputTokens and d.OutputTokens to the ticket's token totals (which
+// then count every attempt of the ticket's life: failed ones recorded by
+// DiagnosisFailedSpent, earlier diagnoses before a Reopen, and this one),
 // resets the failure count and backoff, and inserts d.Proposal if any. It
 // returns the new proposal's id, or 0 when d.Proposal is nil.
 //
 // Errors: ErrNotFound, *ticket.ErrTransition, ErrInvalid (malformed JSON or
-// proposal).
+// proposal, negative token counts).
 func (s *Store) SaveDiagnosis(ctx context.Context, ticketID int64, d DiagnosisInput, now time.Time) (proposalID int64, err error) {
 	diag, err := jsonArg("diagnosis JSON", d.JSON)
 	if err != nil {
+		return 0, fmt.Errorf("save diagnosis for ticket %d: %w", ticketID, err)
+	}
+	if err := validTokens(d.InputTokens, d.OutputTokens); err != nil {
 		return 0, fmt.Errorf("save diagnosis for ticket %d: %w", ticketID, err)
 	}
 	var p *proposalArgs
@@ -359,7 +367,7 @@ func (s *Store) SaveDiagnosis(ctx context.Context, ticketID int64, d DiagnosisIn
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		_, err := casTicket(ctx, tx, ticketID, ticket.Diagnosed, now,
 			`diagnosis_markdown = ?, diagnosis_json = ?, diagnosis_backend = ?, diagnosed_at = ?,
-	input_tokens = ?, output_tokens = ?, diagnosis_attempts = 0, next_diagnosis_at = NULL,
+	input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, diagnosis_attempts = 0, next_diagnosis_at = NULL,
 	last_diagnosis_error = ''`,
 			d.Markdown, diag, d.Backend, ts, d.InputTokens, d.OutputTokens)
 		if err != nil {
@@ -378,17 +386,32 @@ func (s *Store) SaveDiagnosis(ctx context.Context, ticketID int64, d DiagnosisIn
 	return proposalID, nil
 }
 
-// DiagnosisFailed records a failed diagnosis attempt on an open ticket:
-// diagnosis_attempts+1, last error errMsg, and next_diagnosis_at = next
-// (the runner's backoff). The ticket stays open.
+// DiagnosisFailed records a failed diagnosis attempt on an open ticket
+// that spent no model tokens: DiagnosisFailedSpent with 0, 0.
+//
+// Errors: as DiagnosisFailedSpent.
+func (s *Store) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error {
+	return s.DiagnosisFailedSpent(ctx, ticketID, errMsg, next, 0, 0)
+}
+
+// DiagnosisFailedSpent records a failed diagnosis attempt on an open
+// ticket: diagnosis_attempts+1, last error errMsg, next_diagnosis_at = next
+// (the runner's backoff), and inputTokens/outputTokens (the model tokens
+// the attempt consumed before failing, diagnose.Spent) added to the
+// ticket's token totals, so that a per-ticket token budget holds across
+// attempts. The ticket stays open.
 //
 // Errors: ErrNotFound; *ticket.ErrTransition (To = open) when the ticket
-// is no longer open.
-func (s *Store) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error {
+// is no longer open; ErrInvalid for negative token counts.
+func (s *Store) DiagnosisFailedSpent(ctx context.Context, ticketID int64, errMsg string, next time.Time, inputTokens, outputTokens int64) error {
+	if err := validTokens(inputTokens, outputTokens); err != nil {
+		return fmt.Errorf("record diagnosis failure for ticket %d: %w", ticketID, err)
+	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tickets SET diagnosis_attempts = diagnosis_attempts + 1,
-	last_diagnosis_error = ?, next_diagnosis_at = ?
-WHERE id = ? AND status = 'open'`, errMsg, fmtTime(next), ticketID)
+	last_diagnosis_error = ?, next_diagnosis_at = ?,
+	input_tokens = input_tokens + ?, output_tokens = output_tokens + ?
+WHERE id = ? AND status = 'open'`, errMsg, fmtTime(next), inputTokens, outputTokens, ticketID)
 		if err != nil {
 			return err
 		}
@@ -406,6 +429,14 @@ WHERE id = ? AND status = 'open'`, errMsg, fmtTime(next), ticketID)
 	})
 	if err != nil {
 		return fmt.Errorf("record diagnosis failure for ticket %d: %w", ticketID, err)
+	}
+	return nil
+}
+
+// validTokens refuses negative token counts.
+func validTokens(input, output int64) error {
+	if input < 0 || output < 0 {
+		return fmt.Errorf("%w: negative token count (%d input, %d output)", ErrInvalid, input, output)
 	}
 	return nil
 }

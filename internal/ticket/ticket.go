@@ -104,7 +104,9 @@ type Ticket struct {
 	DiagnosedAt       *time.Time      `json:"diagnosed_at,omitempty"`
 	// DiagnosisBackend names the backend that wrote the stored diagnosis
 	// ("rules", "anthropic:MODEL", ...); InputTokens and OutputTokens are
-	// the model tokens that diagnosis used (0 for rules).
+	// the model tokens spent on this ticket so far, over all diagnosis
+	// attempts, failed ones included (0 for rules); the per-ticket token
+	// budget is charged against their sum.
 	DiagnosisBackend string `json:"diagnosis_backend,omitempty"`
 	InputTokens      int64  `json:"input_tokens,omitempty"`
 	OutputTokens     int64  `json:"output_tokens,omitempty"`

@@ -14,13 +14,9 @@ import (
 func RecordTable(w io.Writer, recs []action.Record, now time.Time) error {
 	tw := NewTable(w, "RECORD", "ACTION", "TICKET", "KIND", "RESULT", "FINISHED", "APPROVED BY", "EXECUTED BY", "MESSAGE")
 	for _, r := range recs {
-		kind := "execution"
-		if r.DryRun {
-			kind = "dry-run"
-		}
 		result := RecordResult(r)
 		tw.Row(strconv.FormatInt(r.ID, 10), fmt.Sprintf("#%d %s", r.ProposalID, r.ActionType), "#"+strconv.FormatInt(r.TicketID, 10),
-			kind, result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, 80))
+			RecordKind(r), result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, 80))
 	}
 	return tw.Flush()
 }
@@ -32,10 +28,30 @@ func dash(s string) string {
 	return s
 }
 
+// RecordKind is what a record attests, for humans: "execution",
+// "dry-run", "approval" or "rejection" (records written before events
+// existed are told apart by DryRun).
+func RecordKind(r action.Record) string {
+	switch {
+	case r.DryRun || r.Event == action.EventDryRun:
+		return "dry-run"
+	case r.Event == action.EventApproval, r.Event == action.EventRejection:
+		return r.Event
+	}
+	return "execution"
+}
+
 // RecordResult is a record's verdict for humans: "ok" or "failed" for an
 // execution, "valid" or "invalid" for a dry run (a dry-run record's
-// Success is the dry run's verdict).
+// Success is the dry run's verdict), "approved" or "rejected" for an
+// approval or a rejection record.
 func RecordResult(r action.Record) string {
+	switch r.Event {
+	case action.EventApproval:
+		return "approved"
+	case action.EventRejection:
+		return "rejected"
+	}
 	if r.DryRun {
 		if r.Success {
 			return "valid"

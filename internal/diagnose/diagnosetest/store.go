@@ -24,7 +24,8 @@ func (k StoreSink) SaveDiagnosis(ctx context.Context, ticketID int64, r diagnose
 	}, now)
 }
 
-// DiagnosisFailed records a failed attempt through store.DiagnosisFailed.
-func (k StoreSink) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time) error {
-	return k.S.DiagnosisFailed(ctx, ticketID, errMsg, next)
+// DiagnosisFailed records a failed attempt, and the tokens it spent,
+// through store.DiagnosisFailedSpent.
+func (k StoreSink) DiagnosisFailed(ctx context.Context, ticketID int64, errMsg string, next time.Time, spent diagnose.Usage) error {
+	return k.S.DiagnosisFailedSpent(ctx, ticketID, errMsg, next, spent.InputTokens, spent.OutputTokens)
 }

@@ -283,8 +283,8 @@ func finished(ctx context.Context, opts *ApproveOptions, st *store.Store, p acti
 	if err != nil {
 		return err
 	}
-	for i := range recs { // newest first
-		if !recs[i].DryRun {
+	for i := range recs { // newest first; the execution, not a dry run or the approval
+		if recs[i].IsExecution() {
 			rec = &recs[i]
 			break
 		}

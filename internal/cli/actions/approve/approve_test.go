@@ -162,7 +162,7 @@ func TestApproveWaitsForTheExecutor(t *testing.T) {
 	}
 	out := output(r)
 	for _, want := range []string{"Approved action #1 fake_move", "as alice", "Action #1 completed", "(approved by alice, executed by daemon)",
-		"leader of region 2 moved to store 9", `POST /pd/api/v1/operators {"name":"fake","region_id":2}`, "Audit record 1",
+		"leader of region 2 moved to store 9", `POST /pd/api/v1/operators {"name":"fake","region_id":2}`, "Audit record 2", // record 1 is the approval
 		"Ticket #1 leader_imbalance/cluster: resolved (the invariant holds again)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -171,6 +171,11 @@ func TestApproveWaitsForTheExecutor(t *testing.T) {
 	p, _ := r.st.Proposal(context.Background(), r.opts.ID)
 	if p.Status != action.Completed || p.ApprovedBy != "alice" || r.act.executed != 1 {
 		t.Errorf("proposal %+v, executed %d", p, r.act.executed)
+	}
+	recs, _ := r.st.Records(context.Background(), store.RecordFilter{ProposalID: r.opts.ID})
+	if len(recs) != 2 || recs[0].ID != 2 || !recs[0].IsExecution() || recs[1].ID != 1 ||
+		recs[1].Event != action.EventApproval || recs[1].ApprovedBy != "alice" {
+		t.Errorf("records = %+v", recs)
 	}
 }
 

@@ -161,10 +161,18 @@ func Load(ctx context.Context, st *store.Store, id int64) (*View, error) {
 }
 
 // History rebuilds an action's status history from its timestamps and its
-// dry-run records, oldest first.
+// dry-run records, oldest first. The approval and rejection events name
+// their audit record when there is one.
 func History(p action.Proposal, recs []action.Record) []Event {
 	ev := []Event{{Time: p.ProposedAt, Status: action.Proposed, By: p.ProposedBy}}
+	var approval, rejection string
 	for _, r := range recs {
+		switch r.Event {
+		case action.EventApproval:
+			approval = fmt.Sprintf("record %d", r.ID)
+		case action.EventRejection:
+			rejection = fmt.Sprintf(" (record %d)", r.ID)
+		}
 		if !r.DryRun {
 			continue
 		}
@@ -177,10 +185,10 @@ func History(p action.Proposal, recs []action.Record) []Event {
 			Detail: fmt.Sprintf("%s (record %d): %s", res, r.ID, r.Message)})
 	}
 	if p.ApprovedAt != nil {
-		ev = append(ev, Event{Time: *p.ApprovedAt, Status: action.Approved, By: p.ApprovedBy})
+		ev = append(ev, Event{Time: *p.ApprovedAt, Status: action.Approved, By: p.ApprovedBy, Detail: approval})
 	}
 	if p.RejectedAt != nil {
-		ev = append(ev, Event{Time: *p.RejectedAt, Status: action.Rejected, By: p.RejectedBy, Detail: p.RejectionReason})
+		ev = append(ev, Event{Time: *p.RejectedAt, Status: action.Rejected, By: p.RejectedBy, Detail: p.RejectionReason + rejection})
 	}
 	if p.ExecutedAt != nil {
 		ev = append(ev, Event{Time: *p.ExecutedAt, Status: action.Executing, By: p.ExecutedBy})

@@ -14,7 +14,8 @@ func TestHistory(t *testing.T) {
 		ApprovedAt: at(20), ApprovedBy: "alice", ExecutedAt: at(21), ExecutedBy: "host:1", FinishedAt: at(23), Result: "leader moved"}
 	recs := []action.Record{
 		{ID: 9, DryRun: false, Success: true, FinishedAt: *at(23)},
-		{ID: 8, DryRun: true, Success: true, ExecutedBy: "alice", Message: "valid", FinishedAt: *at(10)},
+		{ID: 8, Event: action.EventApproval, Success: true, ApprovedBy: "alice", Message: "approved by alice", FinishedAt: *at(20)},
+		{ID: 7, DryRun: true, Success: true, ExecutedBy: "alice", Message: "valid", FinishedAt: *at(10)},
 	}
 	got := History(p, recs)
 	want := []action.Status{action.Proposed, action.DryRun, action.Approved, action.Executing, action.Completed}
@@ -26,7 +27,7 @@ func TestHistory(t *testing.T) {
 			t.Errorf("event %d = %+v, want %s", i, e, want[i])
 		}
 	}
-	if got[1].By != "alice" || got[4].Detail != "leader moved" {
+	if got[1].By != "alice" || got[2].By != "alice" || got[2].Detail != "record 8" || got[4].Detail != "leader moved" {
 		t.Errorf("history = %+v", got)
 	}
 }
