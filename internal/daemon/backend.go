@@ -46,7 +46,9 @@ func NewBackend(cfg config.Config, pdc *pd.Client, prom *tikv.Prom, getenv func(
 		}
 		b, err := anthropic.New(anthropic.Options{
 			Model: dc.Anthropic.Model, MaxTokens: dc.Anthropic.MaxTokens, APIKey: key, BaseURL: dc.Anthropic.BaseURL,
-			Budget: dc.TokenBudget, MaxTurns: dc.MaxTurns, Investigator: pdc, Query: query, Redact: redact, Logger: log,
+			Common: llm.Common{
+				Budget: dc.TokenBudget, MaxTurns: dc.MaxTurns, Investigator: pdc, Query: query, Redact: redact, Logger: log,
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("diagnosis backend anthropic: %w", err)
@@ -63,7 +65,9 @@ func NewBackend(cfg config.Config, pdc *pd.Client, prom *tikv.Prom, getenv func(
 		}
 		b, err := openai.New(openai.Options{
 			Model: dc.OpenAI.Model, BaseURL: base, APIKey: key, MaxTokens: dc.OpenAI.MaxTokens,
-			Budget: dc.TokenBudget, MaxTurns: dc.MaxTurns, Investigator: pdc, Query: query, Redact: redact, Logger: log,
+			Common: llm.Common{
+				Budget: dc.TokenBudget, MaxTurns: dc.MaxTurns, Investigator: pdc, Query: query, Redact: redact, Logger: log,
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("diagnosis backend openai: %w", err)

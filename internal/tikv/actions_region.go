@@ -90,6 +90,19 @@ func operatorStep(c *pd.Client, body map[string]any) step {
 	}
 }
 
+// typedAction returns the pdAction for spec whose plan decodes the raw
+// params into a P (action.DecodeParams; a plan failing the "params" check
+// when they do not decode) and then evaluates build on them.
+func typedAction[P any](spec action.Spec, build func(ctx context.Context, c *pd.Client, prm P) (*plan, error)) *pdAction {
+	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
+		var prm P
+		if err := action.DecodeParams(spec, raw, &prm); err != nil {
+			return invalidParams(err), nil
+		}
+		return build(ctx, c, prm)
+	}}
+}
+
 type transferLeaderParams struct {
 	RegionID  uint64 `json:"region_id"`
 	ToStoreID uint64 `json:"to_store_id"`
@@ -108,11 +121,7 @@ func transferLeader() *pdAction {
 		Rollback:   "transfer_leader back to the previous leader store (recorded in previous.leader_store_id); PD's balance-leader scheduler may also move it again",
 		Targets:    []string{"region_id", "to_store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm transferLeaderParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm transferLeaderParams) (*plan, error) {
 		p := &plan{}
 		rs, err := loadRegion(ctx, c, p, prm.RegionID)
 		if err != nil || rs == nil {
@@ -134,7 +143,7 @@ func transferLeader() *pdAction {
 			},
 		})
 		return p, nil
-	}}
+	})
 }
 
 func peerRole(p pd.Peer, has bool) string {
@@ -169,11 +178,7 @@ func splitRegion() *pdAction {
 		Rollback:   "none directly; PD's merge checker merges small adjacent regions back after split-merge-interval (default 1h)",
 		Targets:    []string{"region_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm splitParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm splitParams) (*plan, error) {
 		if prm.Policy == "" {
 			prm.Policy = "approximate"
 		}
@@ -228,7 +233,7 @@ func splitRegion() *pdAction {
 			},
 		})
 		return p, nil
-	}}
+	})
 }
 
 // normalizeKeys checks hex keys and returns them uppercase, as PD renders
@@ -266,11 +271,7 @@ func addPeer() *pdAction {
 		Rollback:   "remove_peer(region_id, store_id); PD's checkers also remove an extra replica above max-replicas by themselves",
 		Targets:    []string{"region_id", "store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm peerParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm peerParams) (*plan, error) {
 		p := &plan{}
 		rs, err := loadRegion(ctx, c, p, prm.RegionID)
 		if err != nil || rs == nil {
@@ -281,7 +282,7 @@ func addPeer() *pdAction {
 		peer, has := r.PeerOn(prm.StoreID)
 		p.check("target_not_peer", !has, "store %d %s", prm.StoreID, peerRole(peer, has))
 		q := RegionQuorum(r, rs.stores)
-		p.check("quorum_now", q.HasMajority(), "region %d has %d healthy of %d voters (needs %d for a conf change)%s", r.ID, q.Healthy, q.Voters, q.Majority(), unhealthyText(q))
+		checkQuorumNow(p, r.ID, q)
 		after := Quorum{Voters: q.Voters + 1, Healthy: q.Healthy + 1}
 		p.check("quorum_after", after.HasMajority(), "after adding: %d healthy of %d voters (needs %d)", after.Healthy, after.Voters, after.Majority())
 		if rs.maxReplicas > 0 && uint64(after.Voters) > rs.maxReplicas {
@@ -299,7 +300,7 @@ func addPeer() *pdAction {
 			},
 		})
 		return p, nil
-	}}
+	})
 }
 
 func removePeer() *pdAction {
@@ -315,11 +316,7 @@ func removePeer() *pdAction {
 		Rollback:   "add_peer(region_id, store_id); PD's replica checker also re-adds a missing replica by itself",
 		Targets:    []string{"region_id", "store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm peerParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm peerParams) (*plan, error) {
 		p := &plan{}
 		rs, err := loadRegion(ctx, c, p, prm.RegionID)
 		if err != nil || rs == nil {
@@ -329,7 +326,7 @@ func removePeer() *pdAction {
 		peer, has := r.PeerOn(prm.StoreID)
 		p.check("store_holds_peer", has, "store %d %s", prm.StoreID, peerRole(peer, has))
 		q := RegionQuorum(r, rs.stores)
-		p.check("quorum_now", q.HasMajority(), "region %d has %d healthy of %d voters (needs %d for a conf change)%s", r.ID, q.Healthy, q.Voters, q.Majority(), unhealthyText(q))
+		checkQuorumNow(p, r.ID, q)
 		after := q
 		if has && peer.IsVoter() {
 			after.Voters--
@@ -357,7 +354,7 @@ func removePeer() *pdAction {
 			},
 		})
 		return p, nil
-	}}
+	})
 }
 
 type transferPeerParams struct {
@@ -380,11 +377,7 @@ func transferPeer() *pdAction {
 		Rollback:   "transfer_peer(region_id, from_store_id=to_store_id, to_store_id=from_store_id)",
 		Targets:    []string{"region_id", "from_store_id", "to_store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm transferPeerParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm transferPeerParams) (*plan, error) {
 		p := &plan{}
 		if !p.check("distinct_stores", prm.FromStoreID != prm.ToStoreID, "from_store_id %d and to_store_id %d", prm.FromStoreID, prm.ToStoreID) {
 			return p, nil
@@ -400,7 +393,7 @@ func transferPeer() *pdAction {
 		to, hasTo := r.PeerOn(prm.ToStoreID)
 		p.check("target_not_peer", !hasTo, "store %d %s", prm.ToStoreID, peerRole(to, hasTo))
 		q := RegionQuorum(r, rs.stores)
-		p.check("quorum_now", q.HasMajority(), "region %d has %d healthy of %d voters (needs %d for a conf change)%s", r.ID, q.Healthy, q.Voters, q.Majority(), unhealthyText(q))
+		checkQuorumNow(p, r.ID, q)
 		after := q
 		if hasFrom && from.IsVoter() {
 			if _, bad := q.Unhealthy[prm.FromStoreID]; !bad {
@@ -422,7 +415,13 @@ func transferPeer() *pdAction {
 			},
 		})
 		return p, nil
-	}}
+	})
+}
+
+// checkQuorumNow records whether region id's voters have a healthy
+// majority now, which PD needs to commit a conf change.
+func checkQuorumNow(p *plan, id uint64, q Quorum) {
+	p.check("quorum_now", q.HasMajority(), "region %d has %d healthy of %d voters (needs %d for a conf change)%s", id, q.Healthy, q.Voters, q.Majority(), unhealthyText(q))
 }
 
 func unhealthyText(q Quorum) string {

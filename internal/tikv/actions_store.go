@@ -2,7 +2,6 @@ package tikv
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -60,11 +59,7 @@ func drainStore() *pdAction {
 		Rollback:   "cancel_drain(store_id) while the store is still Offline; irreversible once PD has made it Tombstone (automatic when its region count reaches 0)",
 		Targets:    []string{"store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm storeParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
 		p := &plan{}
 		s, err := loadStore(ctx, c, p, prm.StoreID)
 		if err != nil || s == nil {
@@ -119,7 +114,7 @@ func drainStore() *pdAction {
 		p.summary = fmt.Sprintf("set store %d Offline and move its %d regions away (decommission, no force)", id, s.Status.RegionCount)
 		p.verify = storeStateVerifier(c, id, func(st string) bool { return st == pd.StateOffline || st == pd.StateTombstone }, "Offline")
 		return p, nil
-	}}
+	})
 }
 
 func cancelDrain() *pdAction {
@@ -132,11 +127,7 @@ func cancelDrain() *pdAction {
 		Rollback:    "drain_store(store_id)",
 		Targets:     []string{"store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm storeParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
 		p := &plan{}
 		s, err := loadStore(ctx, c, p, prm.StoreID)
 		if err != nil || s == nil {
@@ -155,7 +146,7 @@ func cancelDrain() *pdAction {
 			return st == pd.StateUp || st == pd.StateDisconnected || st == pd.StateDown
 		}, "Up")
 		return p, nil
-	}}
+	})
 }
 
 // evictLeaderSet returns the stores under evict-leader: those in the
@@ -224,11 +215,7 @@ func evictLeader() *pdAction {
 		Rollback:   "remove_evict_leader(store_id); a leftover evict-leader scheduler keeps the store leaderless forever, so always remove it after maintenance",
 		Targets:    []string{"store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm storeParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
 		p := &plan{}
 		s, err := loadStore(ctx, c, p, prm.StoreID)
 		if err != nil || s == nil {
@@ -264,7 +251,7 @@ func evictLeader() *pdAction {
 		p.summary = fmt.Sprintf("add store %d to evict-leader-scheduler (its %d leaders move away)", prm.StoreID, s.Status.LeaderCount)
 		p.verify = evictVerifier(c, prm.StoreID, true)
 		return p, nil
-	}}
+	})
 }
 
 func removeEvictLeader() *pdAction {
@@ -277,11 +264,7 @@ func removeEvictLeader() *pdAction {
 		Rollback:    "evict_leader(store_id)",
 		Targets:     []string{"store_id"},
 	}
-	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
-		var prm storeParams
-		if err := action.DecodeParams(spec, raw, &prm); err != nil {
-			return invalidParams(err), nil
-		}
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
 		p := &plan{}
 		set, err := evictLeaderSet(ctx, c)
 		if err != nil {
@@ -298,5 +281,5 @@ func removeEvictLeader() *pdAction {
 		p.summary = fmt.Sprintf("remove store %d from evict-leader-scheduler", prm.StoreID)
 		p.verify = evictVerifier(c, prm.StoreID, false)
 		return p, nil
-	}}
+	})
 }

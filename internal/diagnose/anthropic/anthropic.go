@@ -46,28 +46,10 @@ type Options struct {
 	// BaseURL is the API root, e.g. "https://api.anthropic.com" (default)
 	// or an httptest server's URL; requests go to BaseURL + "/v1/messages".
 	BaseURL string
-	// Budget caps the tokens (input+output, all turns) spent on one ticket;
-	// llm.DefaultBudget when 0. diagnose.Context.Budget lowers it per call.
-	Budget int64
-	// MaxTurns caps model requests per ticket when investigation tools are
-	// offered (the last one forces submit_diagnosis); DefaultMaxTurns when
-	// 0. Without tools there is exactly one turn.
-	MaxTurns int
-	// Investigator answers get_store, get_region and list_operators; nil
-	// offers none of them.
-	Investigator llm.Investigator
-	// Query answers query_prometheus; nil does not offer it.
-	Query llm.QueryFunc
-	// Redact chooses what is hidden from the model besides region keys.
-	Redact diagnose.RedactOptions
-	// Retry bounds retries on 429, 5xx and network errors.
-	Retry llm.RetryPolicy
-	// RequestTimeout bounds each HTTP request; DefaultRequestTimeout when 0.
-	RequestTimeout time.Duration
-	// HTTPClient sends the requests; http.DefaultClient's behaviour when nil.
-	HTTPClient *http.Client
-	// Logger receives retries and tool calls; slog.Default() when nil.
-	Logger *slog.Logger
+	// Common holds Budget, MaxTurns (DefaultMaxTurns when 0), Investigator,
+	// Query, Redact, Retry, RequestTimeout (DefaultRequestTimeout when 0),
+	// HTTPClient (http.DefaultClient's behaviour when nil) and Logger.
+	llm.Common
 }
 
 // Backend is the Claude diagnosis backend. It is safe for concurrent use.
@@ -89,21 +71,12 @@ func New(opts Options) (*Backend, error) {
 	if opts.MaxTokens <= 0 {
 		opts.MaxTokens = DefaultMaxTokens
 	}
-	if opts.MaxTurns <= 0 {
-		opts.MaxTurns = DefaultMaxTurns
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = DefaultRequestTimeout
-	}
+	log := opts.Defaults(DefaultMaxTurns, DefaultRequestTimeout)
 	if opts.APIKey == "" {
 		opts.APIKey = os.Getenv("ANTHROPIC_API_KEY")
 	}
 	if opts.APIKey == "" {
 		return nil, errors.New("anthropic: no API key (set ANTHROPIC_API_KEY or diagnosis.anthropic.api-key)")
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
 	}
 	copts := []option.RequestOption{
 		option.WithoutEnvironmentDefaults(),

@@ -130,8 +130,10 @@ func newBackend(t *testing.T, s *server, mod func(*anthropic.Options)) *anthropi
 		Model:   "claude-test",
 		APIKey:  "test-key",
 		BaseURL: s.srv.URL,
-		Retry:   llm.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-		Logger:  slog.New(slog.DiscardHandler),
+		Common: llm.Common{
+			Retry:  llm.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+			Logger: slog.New(slog.DiscardHandler),
+		},
 	}
 	if mod != nil {
 		mod(&opts)
@@ -566,7 +568,7 @@ func TestNewNeedsKey(t *testing.T) {
 	}
 	t.Setenv("ANTHROPIC_API_KEY", "from-env")
 	s := newServer(t, submit(goodInput()))
-	b, err := anthropic.New(anthropic.Options{BaseURL: s.srv.URL, Logger: slog.New(slog.DiscardHandler)})
+	b, err := anthropic.New(anthropic.Options{BaseURL: s.srv.URL, Common: llm.Common{Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,27 +56,11 @@ type Options struct {
 	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens, for
 	// servers that only know the older field.
 	LegacyMaxTokens bool
-	// Budget caps the tokens (prompt+completion, all turns) spent on one
-	// ticket; llm.DefaultBudget when 0. diagnose.Context.Budget lowers it.
-	Budget int64
-	// MaxTurns caps requests per ticket when investigation tools are
-	// offered; DefaultMaxTurns when 0. Without tools there is one turn.
-	MaxTurns int
-	// Investigator answers get_store, get_region and list_operators; nil
-	// offers none of them.
-	Investigator llm.Investigator
-	// Query answers query_prometheus; nil does not offer it.
-	Query llm.QueryFunc
-	// Redact chooses what is hidden from the model besides region keys.
-	Redact diagnose.RedactOptions
-	// Retry bounds retries on 429, 5xx and network errors.
-	Retry llm.RetryPolicy
-	// RequestTimeout bounds each HTTP request; DefaultRequestTimeout when 0.
-	RequestTimeout time.Duration
-	// HTTPClient sends the requests; the SDK's default when nil.
-	HTTPClient *http.Client
-	// Logger receives retries and tool calls; slog.Default() when nil.
-	Logger *slog.Logger
+	// Common holds Budget (tokens are prompt+completion), MaxTurns
+	// (DefaultMaxTurns when 0), Investigator, Query, Redact, Retry,
+	// RequestTimeout (DefaultRequestTimeout when 0), HTTPClient (the SDK's
+	// default when nil) and Logger.
+	llm.Common
 }
 
 // Backend is the OpenAI-compatible diagnosis backend. It is safe for
@@ -98,21 +82,12 @@ func New(opts Options) (*Backend, error) {
 	if opts.MaxTokens <= 0 {
 		opts.MaxTokens = DefaultMaxTokens
 	}
-	if opts.MaxTurns <= 0 {
-		opts.MaxTurns = DefaultMaxTurns
-	}
-	if opts.RequestTimeout <= 0 {
-		opts.RequestTimeout = DefaultRequestTimeout
-	}
+	log := opts.Defaults(DefaultMaxTurns, DefaultRequestTimeout)
 	if opts.BaseURL == "" {
 		opts.BaseURL = os.Getenv("OPENAI_BASE_URL")
 	}
 	if opts.APIKey == "" {
 		opts.APIKey = os.Getenv("OPENAI_API_KEY")
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
 	}
 	copts := []option.RequestOption{
 		option.WithAPIKey(opts.APIKey),

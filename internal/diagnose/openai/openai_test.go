@@ -152,8 +152,10 @@ func newBackend(t *testing.T, s *server, mod func(*openai.Options)) *openai.Back
 		Model:   "qwen-test",
 		APIKey:  "sk-test",
 		BaseURL: s.baseURL(),
-		Retry:   llm.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
-		Logger:  slog.New(slog.DiscardHandler),
+		Common: llm.Common{
+			Retry:  llm.RetryPolicy{MaxRetries: 2, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond},
+			Logger: slog.New(slog.DiscardHandler),
+		},
 	}
 	if mod != nil {
 		mod(&opts)
