@@ -66,6 +66,13 @@ type Spec struct {
 	// Targets names the params that identify the region or store the action
 	// touches ("region_id", "store_id", ...), used to serialise executions.
 	Targets []string `json:"targets,omitempty"`
+	// Capacity marks an action that reduces where replicas or leaders can
+	// live (drain a store, evict leaders, remove a peer, lower a limit
+	// that stops repair). The executor runs such actions one at a time
+	// per cluster, and each re-checks its preconditions on PD after the
+	// previous one's effect, so two of them approved together can never
+	// both go out when together they would break max-replicas.
+	Capacity bool `json:"capacity,omitempty"`
 }
 
 // Request is one HTTP request an execution sends to PD, exactly as sent.

@@ -141,8 +141,12 @@ func TestJSONOutput(t *testing.T) {
 func TestMissingDatabaseIsNotCreated(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "missing", "operator.db")
 	for _, args := range [][]string{{"tickets", "list"}, {"tickets", "show", "1"}, {"actions", "list"}, {"actions", "show", "1"},
-		{"actions", "approve", "1"}, {"actions", "reject", "1", "--reason", "x"}, {"audit", "list"}, {"audit", "verify"}} {
+		{"audit", "list"}, {"audit", "verify"}} {
 		run(t, db, args...).expect(t, 5, nil, []string{"no operator database at " + db, "`operator run` creates the database"})
+	}
+	// Decisions go to the daemon, which is not running either.
+	for _, args := range [][]string{{"actions", "approve", "1"}, {"actions", "reject", "1", "--reason", "x"}} {
+		run(t, db, args...).expect(t, 13, nil, []string{"the operator daemon is not reachable"})
 	}
 	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("database file exists after read commands: %v", err)
@@ -165,19 +169,24 @@ func TestApproveRejectStates(t *testing.T) {
 
 	run(t, db, "actions", "reject", id).expect(t, 2, nil, []string{"--reason is required"})
 	run(t, db, "actions", "approve", id, "--as", " ").expect(t, 2, nil, []string{"--as needs a name"})
+	// No daemon: decisions cannot be made (only the daemon writes them).
+	run(t, db, "actions", "approve", id, "--wait", "0").expect(t, 13, nil, []string{"the operator daemon is not reachable", "is `operator run` running?"})
+	clitest.Serve(t, db, st)
+	me := clitest.Me(t)
 	run(t, db, "actions", "approve", "77", "--as", "alice").expect(t, 3, nil, []string{"Error: action 77 not found"})
 	run(t, db, "actions", "reject", "77", "--reason", "x").expect(t, 3, nil, []string{"Error: action 77 not found"})
 
-	// Approve without a daemon: recorded, then reported as not picked up.
+	// Approve with no executor running: recorded, then reported as not
+	// picked up. An admin approves on behalf of alice: both names recorded.
 	run(t, db, "actions", "approve", id, "--as", "alice", "--wait", "300ms").
-		expect(t, 10, []string{"Approved action #" + id + " transfer_leader"}, []string{"approved; no executor has picked it up yet — is `operator run` running?"})
+		expect(t, 10, []string{"Approved action #" + id + " transfer_leader", "as " + me + " on behalf of alice"}, []string{"the executor has not picked it up within 300ms"})
 	p, err := st.Proposal(context.Background(), s.Proposal.ID)
-	if err != nil || p.Status != action.Approved || p.ApprovedBy != "alice" {
+	if err != nil || p.Status != action.Approved || p.ApprovedBy != me {
 		t.Fatalf("after approve: %+v, %v", p, err)
 	}
 	// The approval is an audit record, shown as such and not as an execution.
 	run(t, db, "audit", "list", "--action", id).
-		expect(t, 0, []string{"KIND", "approval", "approved", "alice", "approved by alice"}, nil)
+		expect(t, 0, []string{"KIND", "approval", "approved", me, "on behalf of alice"}, nil)
 	// Approving twice, rejecting an approved action: wrong state.
 	run(t, db, "actions", "approve", id, "--as", "bob").
 		expect(t, 4, nil, []string{"Error: action " + id + " is approved; only proposed actions can be approved"})
@@ -198,17 +207,17 @@ func TestApproveRejectStates(t *testing.T) {
 	}
 	id2 := fmt.Sprint(pid2)
 	run(t, db, "actions", "reject", id2, "--reason", "store 2 is being replaced", "--as", "carol").
-		expect(t, 0, []string{"Rejected action #" + id2 + " evict_leader", "carol", "store 2 is being replaced"}, nil)
+		expect(t, 0, []string{"Rejected action #" + id2 + " evict_leader", "on behalf of carol", "store 2 is being replaced"}, nil)
 	run(t, db, "actions", "approve", id2, "--as", "alice").
 		expect(t, 4, nil, []string{"Error: action " + id2 + " is rejected; only proposed actions can be approved"})
 	run(t, db, "actions", "approve", id2, "--dry-run").
 		expect(t, 4, nil, []string{"Error: action " + id2 + " is rejected; only proposed actions can be dry-run"})
-	run(t, db, "actions", "show", id2).expect(t, 0, []string{"[rejected]", "rejected  carol", "store 2 is being replaced"}, nil)
-	run(t, db, "actions", "list", "--status", "rejected").expect(t, 0, []string{"carol (rejected)"}, nil)
-	run(t, db, "actions", "show", id2).expect(t, 0, []string{"rejection", "rejected by carol: store 2 is being replaced"}, nil)
+	run(t, db, "actions", "show", id2).expect(t, 0, []string{"[rejected]", "rejected  " + me, "store 2 is being replaced"}, nil)
+	run(t, db, "actions", "list", "--status", "rejected").expect(t, 0, []string{me + " (rejected)"}, nil)
+	run(t, db, "actions", "show", id2).expect(t, 0, []string{"rejection", "rejected by " + me + " on behalf of carol: store 2 is being replaced"}, nil)
 	recs, err := st.Records(ctx, store.RecordFilter{})
 	if err != nil || len(recs) != 2 || recs[0].Event != action.EventRejection || recs[0].ProposalID != pid2 ||
-		recs[1].Event != action.EventApproval || recs[1].ProposalID != s.Proposal.ID || recs[1].ApprovedBy != "alice" {
+		recs[1].Event != action.EventApproval || recs[1].ProposalID != s.Proposal.ID || recs[1].ApprovedBy != me || recs[1].OnBehalfOf != "alice" {
 		t.Errorf("audit records = %+v, %v", recs, err)
 	}
 	if n, _ := st.ExecutionsSince(ctx, time.Time{}); n != 0 {

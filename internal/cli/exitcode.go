@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/api"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/pd"
@@ -29,6 +30,14 @@ const (
 	// outcome is not known within --wait (no executor picked it up, or it
 	// is still executing).
 	ExitPendingOutcome = 10
+	// ExitWrongCluster: the database belongs to another PD cluster than
+	// the one PD answers for.
+	ExitWrongCluster = 11
+	// ExitNotAllowed: no credentials the daemon accepts, or a role that
+	// does not allow the request (a viewer approving).
+	ExitNotAllowed = 12
+	// ExitDaemonUnreachable: nothing answers on the daemon's socket or URL.
+	ExitDaemonUnreachable = 13
 )
 
 // ExitCode maps an error returned by a command to the process exit code.
@@ -46,7 +55,28 @@ func ExitCode(err error) int {
 			strings.HasPrefix(err.Error(), "unknown flag") ||
 			strings.HasPrefix(err.Error(), "unknown shorthand flag")
 	)
+	var apiErr *api.Error
+	if errors.As(err, &apiErr) {
+		switch apiErr.Code {
+		case api.CodeUnauthenticated, api.CodeForbidden:
+			return ExitNotAllowed
+		case api.CodeWrongCluster:
+			return ExitWrongCluster
+		case api.CodeNotFound:
+			return ExitNotFound
+		case api.CodeWrongState, api.CodeExpired, api.CodePolicy:
+			return ExitWrongState
+		case api.CodePDUnreachable:
+			return ExitPDUnreachable
+		case api.CodeBadRequest:
+			return ExitUsage
+		}
+	}
 	switch {
+	case errors.Is(err, api.ErrDaemonUnreachable):
+		return ExitDaemonUnreachable
+	case errors.Is(err, store.ErrWrongCluster):
+		return ExitWrongCluster
 	case errors.As(err, &flagErr), unknownCmd:
 		return ExitUsage
 	case errors.Is(err, store.ErrNoDatabase):

@@ -14,9 +14,12 @@ import (
 
 	"github.com/tikvops/operator/internal/cli/actions"
 	"github.com/tikvops/operator/internal/cli/audit"
+	"github.com/tikvops/operator/internal/cli/authcmd"
 	"github.com/tikvops/operator/internal/cli/check"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 	"github.com/tikvops/operator/internal/cli/configcmd"
+	"github.com/tikvops/operator/internal/cli/record"
+	"github.com/tikvops/operator/internal/cli/replay"
 	"github.com/tikvops/operator/internal/cli/run"
 	"github.com/tikvops/operator/internal/cli/tickets"
 	"github.com/tikvops/operator/internal/cli/version"
@@ -106,6 +109,8 @@ environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 	pf.StringVar(&gf.Overrides.Cert, "cert", "", "client certificate for PD (PEM), for mutual TLS")
 	pf.StringVar(&gf.Overrides.Key, "key", "", "client key for PD (PEM), for mutual TLS")
 	pf.StringVarP(&gf.Output, "output", "o", cmdutil.FormatTable, "output format: table or json")
+	pf.StringVar(&gf.Overrides.Server, "server", "", "daemon API URL for decisions, with --token (default [server] url, else the daemon's Unix socket)")
+	pf.StringVar(&gf.Overrides.Token, "token", "", "bearer token for --server (default $OPERATOR_TOKEN)")
 
 	root.AddCommand(
 		run.NewCmdRun(f, nil),
@@ -114,6 +119,9 @@ environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 		actions.NewCmdActions(f),
 		audit.NewCmdAudit(f),
 		configcmd.NewCmdConfig(f),
+		authcmd.NewCmdAuth(f),
+		replay.NewCmdReplay(f, nil),
+		record.NewCmdRecord(f, nil),
 		version.NewCmdVersion(f),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true

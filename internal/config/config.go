@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/tikvops/operator/internal/auth"
 	"github.com/tikvops/operator/internal/invariant"
 )
 
@@ -108,16 +110,59 @@ type Actions struct {
 	Expiry Duration `toml:"proposal-expiry" json:"proposal-expiry"`
 	// MaxExecutionsPerHour caps executions; 0 means no cap.
 	MaxExecutionsPerHour int `toml:"max-executions-per-hour" json:"max-executions-per-hour"`
-	// RequireDistinctApprover refuses an approval by the proposer.
+	// RequireDistinctApprover is kept so that older files load; nobody may
+	// approve an action they proposed, whatever it says.
 	RequireDistinctApprover bool `toml:"require-distinct-approver" json:"require-distinct-approver"`
+	// ApprovalTTL is how long an approval authorises execution: an
+	// approved action the executor has not claimed by then expires.
+	ApprovalTTL Duration `toml:"approval-ttl" json:"approval-ttl"`
+	// ApprovalsRequired is how many distinct people must approve an action
+	// of each risk (keys low, medium, high); default 1, 1, 2.
+	ApprovalsRequired map[string]int `toml:"approvals-required" json:"approvals-required"`
 	// ExecutionTimeout bounds how long the executor waits for an effect.
 	ExecutionTimeout Duration `toml:"execution-timeout" json:"execution-timeout"`
 }
 
-// Server is the daemon's HTTP endpoint for /metrics and /healthz.
+// Server is the daemon's HTTP endpoint (/metrics, /healthz, and the API
+// under /api/v1 for bearer tokens or the auth proxy) and its Unix socket
+// (the API for local users, identified by the kernel).
 type Server struct {
 	// Listen is host:port, loopback by default.
 	Listen string `toml:"listen" json:"listen"`
+	// Socket is the Unix socket of the API; "" means operator.sock next to
+	// the database file. "-" disables it.
+	Socket string `toml:"socket" json:"socket"`
+	// URL is where CLI decision commands reach the daemon when not over
+	// the socket (http://host:port, with a token); "" uses the socket.
+	URL string `toml:"url" json:"url,omitempty"`
+	// Token is the bearer token the CLI sends with URL (default
+	// $OPERATOR_TOKEN). Never needed over the socket.
+	Token string `toml:"token" json:"token,omitempty"`
+}
+
+// Auth is who may use the API and with which role.
+type Auth struct {
+	// Tokens are bearer tokens: name, role (viewer, approver, admin) and
+	// the SHA-256 of the secret (`operator auth token NAME` makes one).
+	Tokens []auth.Token `toml:"tokens" json:"tokens,omitempty"`
+	// UnixRoles gives OS users connecting over the socket a role; root and
+	// the daemon's own user are admins; others get UnixDefaultRole.
+	UnixRoles       map[string]string `toml:"unix-roles" json:"unix-roles,omitempty"`
+	UnixDefaultRole string            `toml:"unix-default-role" json:"unix-default-role"`
+	// ProxyUserHeader, when set, is the header an authenticating reverse
+	// proxy puts the user name in (e.g. X-Forwarded-User). It is honoured
+	// only from ProxyTrusted addresses; ProxyRoles gives those users a
+	// role (default viewer).
+	ProxyUserHeader string            `toml:"proxy-user-header" json:"proxy-user-header,omitempty"`
+	ProxyTrusted    []string          `toml:"proxy-trusted" json:"proxy-trusted,omitempty"`
+	ProxyRoles      map[string]string `toml:"proxy-roles" json:"proxy-roles,omitempty"`
+}
+
+// Audit is where the audit key and checkpoint live.
+type Audit struct {
+	// KeyDir holds audit.key (0600), audit.key.pub and audit.checkpoint;
+	// "" means the database file's directory.
+	KeyDir string `toml:"key-dir" json:"key-dir,omitempty"`
 }
 
 // Config is the whole configuration.
@@ -129,6 +174,8 @@ type Config struct {
 	Diagnosis  Diagnosis  `toml:"diagnosis" json:"diagnosis"`
 	Actions    Actions    `toml:"actions" json:"actions"`
 	Server     Server     `toml:"server" json:"server"`
+	Auth       Auth       `toml:"auth" json:"auth"`
+	Audit      Audit      `toml:"audit" json:"audit"`
 	// Invariants holds the invariant thresholds and `for` durations
 	// ([invariants] in TOML, kebab-case keys; see invariant.Config).
 	Invariants invariant.Config `toml:"invariants" json:"invariants"`
@@ -148,9 +195,12 @@ func Default() Config {
 			OpenAI:      OpenAI{Model: "gpt-4o-mini", MaxTokens: 4096},
 		},
 		Actions: Actions{
-			Expiry:           Duration{time.Hour},
-			ExecutionTimeout: Duration{60 * time.Second},
+			Expiry:            Duration{time.Hour},
+			ExecutionTimeout:  Duration{60 * time.Second},
+			ApprovalTTL:       Duration{15 * time.Minute},
+			ApprovalsRequired: map[string]int{"low": 1, "medium": 1, "high": 2},
 		},
+		Auth: Auth{UnixDefaultRole: "viewer", ProxyTrusted: []string{"127.0.0.1/32", "::1/128"}},
 		Server:     Server{Listen: "127.0.0.1:9469"},
 		Invariants: DefaultInvariants(),
 	}
@@ -184,6 +234,8 @@ type Overrides struct {
 	ListenSet bool
 	// Backend replaces [diagnosis] backend (operator run --diagnosis).
 	Backend string
+	// Server and Token replace [server] url and token (--server, --token).
+	Server, Token string
 }
 
 // Resolve builds the effective configuration: Default, then the TOML file
@@ -238,6 +290,8 @@ func (o Overrides) apply(cfg *Config) {
 		cfg.Server.Listen = o.Listen
 	}
 	set(&cfg.Diagnosis.Backend, o.Backend)
+	set(&cfg.Server.URL, o.Server)
+	set(&cfg.Server.Token, o.Token)
 	if o.Interval != 0 {
 		cfg.Monitor.Interval = Duration{o.Interval}
 	}
@@ -278,6 +332,12 @@ func ApplyEnv(cfg *Config, getenv func(string) string) {
 	}
 	if v := getenv("OPERATOR_PROMETHEUS"); v != "" {
 		cfg.Prometheus.URL = v
+	}
+	if v := getenv("OPERATOR_SERVER"); v != "" {
+		cfg.Server.URL = v
+	}
+	if v := getenv("OPERATOR_TOKEN"); v != "" {
+		cfg.Server.Token = v
 	}
 	if v := getenv("OPERATOR_DIAGNOSIS_BACKEND"); v != "" {
 		cfg.Diagnosis.Backend = v
@@ -347,10 +407,74 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: server listen %q must be host:port (empty disables the server): %v", c.Server.Listen, err)
 		}
 	}
+	if c.Actions.ApprovalTTL.Duration <= 0 {
+		return errors.New("config: approval-ttl must be positive")
+	}
+	for k, v := range c.Actions.ApprovalsRequired {
+		if k != "low" && k != "medium" && k != "high" {
+			return fmt.Errorf("config: approvals-required: unknown risk %q (low, medium, high)", k)
+		}
+		if v < 1 || v > 5 {
+			return fmt.Errorf("config: approvals-required.%s must be 1 to 5, got %d", k, v)
+		}
+	}
+	if _, err := auth.NewTokens(c.Auth.Tokens); err != nil {
+		return fmt.Errorf("config: auth: %w", err)
+	}
+	for name, r := range c.Auth.UnixRoles {
+		if _, err := auth.ParseRole(r); err != nil {
+			return fmt.Errorf("config: auth unix-roles.%s: %w", name, err)
+		}
+	}
+	for name, r := range c.Auth.ProxyRoles {
+		if _, err := auth.ParseRole(r); err != nil {
+			return fmt.Errorf("config: auth proxy-roles.%s: %w", name, err)
+		}
+	}
+	if _, err := auth.ParseRole(c.Auth.UnixDefaultRole); err != nil {
+		return fmt.Errorf("config: auth unix-default-role: %w", err)
+	}
+	for _, cidr := range c.Auth.ProxyTrusted {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			return fmt.Errorf("config: auth proxy-trusted %q: %v", cidr, err)
+		}
+	}
+	if c.Server.URL != "" {
+		if u, err := url.Parse(c.Server.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: server url %q must be an http:// or https:// URL", redactURL(c.Server.URL))
+		}
+	}
 	if err := c.Invariants.Validate(); err != nil {
 		return fmt.Errorf("config: invariants: %w", err)
 	}
 	return nil
+}
+
+// SocketPath returns the API's Unix socket path: [server] socket, else
+// operator.sock next to the database file; "" when disabled ("-").
+func (c Config) SocketPath() string {
+	switch c.Server.Socket {
+	case "-":
+		return ""
+	case "":
+		return filepath.Join(filepath.Dir(absPath(c.Database.Path)), "operator.sock")
+	}
+	return c.Server.Socket
+}
+
+// AuditKeyDir returns [audit] key-dir, else the database file's directory.
+func (c Config) AuditKeyDir() string {
+	if c.Audit.KeyDir != "" {
+		return c.Audit.KeyDir
+	}
+	return filepath.Dir(absPath(c.Database.Path))
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // Masked returns a copy with secrets replaced by "****" (for `config show`).
@@ -363,6 +487,7 @@ func (c Config) Masked() Config {
 	}
 	c.Diagnosis.Anthropic.APIKey = mask(c.Diagnosis.Anthropic.APIKey)
 	c.Diagnosis.OpenAI.APIKey = mask(c.Diagnosis.OpenAI.APIKey)
+	c.Server.Token = mask(c.Server.Token)
 	eps := make([]string, len(c.PD.Endpoints))
 	for i, e := range c.PD.Endpoints {
 		eps[i] = redactURL(e)

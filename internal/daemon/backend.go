@@ -14,6 +14,7 @@ import (
 	"github.com/tikvops/operator/internal/diagnose/anthropic"
 	"github.com/tikvops/operator/internal/diagnose/llm"
 	"github.com/tikvops/operator/internal/diagnose/openai"
+	"github.com/tikvops/operator/internal/diagnose/rules"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/tikv"
 )
@@ -76,6 +77,27 @@ func NewBackend(cfg config.Config, pdc *pd.Client, prom *tikv.Prom, getenv func(
 	}
 	return nil, fmt.Errorf("unknown diagnosis backend %q (want rules, anthropic, openai or noop)", dc.Backend)
 }
+
+// Fallback returns the backend the runner falls back on when the model
+// cannot diagnose a ticket (unavailable, token budget spent, invalid
+// output): the offline rules for a model backend, nil for the rules and
+// noop backends themselves. Its diagnoses are labelled (Diagnosis.
+// FallbackFrom).
+func Fallback(cfg config.Config, log *slog.Logger) diagnose.Backend {
+	switch cfg.Diagnosis.Backend {
+	case "anthropic", "openai":
+		b, err := newRules(cfg, log)
+		if err != nil {
+			return nil
+		}
+		return b
+	}
+	return nil
+}
+
+// Allowed is the per-invariant-family allow-list every proposal is
+// validated against, whichever backend made it (rules.Allowed).
+func Allowed() diagnose.AllowList { return rules.Allowed }
 
 // promQuery renders an instant query as one "metric{labels} value" line per
 // series, the text the model tools expect.

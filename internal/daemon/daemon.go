@@ -22,6 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/api"
+	"github.com/tikvops/operator/internal/auditkey"
+	"github.com/tikvops/operator/internal/auth"
 	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/diagnose"
 	"github.com/tikvops/operator/internal/diagnose/gather"
@@ -104,11 +108,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer st.Close()
 
+	// The audit key signs every record; the checkpoint keeps the chain
+	// head outside the database.
+	keyDir := cfg.AuditKeyDir()
+	key, err := auditkey.LoadOrCreate(keyDir)
+	if err != nil {
+		return err
+	}
+	auditHead := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "operator_audit_head_id",
+		Help: "Id of the newest audit record this daemon appended (the chain head; compare with audit.checkpoint and operator audit verify).",
+	}, []string{})
+	st.SetAuditKey(key, auditkey.NewCheckpoint(keyDir, key), func(rec action.Record) {
+		auditHead.WithLabelValues().Set(float64(rec.ID))
+		log.Info("audit record appended", "record_id", rec.ID, "event", rec.Event, "action_id", rec.ProposalID, "hash", rec.Hash)
+	})
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(d.opts.Version),
+		auditHead,
 	)
 
 	crash, err := executor.NewCrasherFromEnv()
@@ -133,7 +154,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	collect := func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) }
+	// The database belongs to one PD cluster: bind it (or refuse another
+	// cluster's) before anything reads PD into it.
+	if err := bindCluster(ctx, pdc, st, log); err != nil && errors.Is(err, store.ErrWrongCluster) {
+		return err
+	}
+	var cluster clusterGate
+	collect := func(ctx context.Context) (*tikv.Snapshot, error) {
+		if err := cluster.ensure(ctx, pdc, st, log); err != nil {
+			return nil, err
+		}
+		return tikv.Collect(ctx, pdc)
+	}
 	mon = monitor.New(monitor.Options{
 		Interval:       cfg.Monitor.Interval.Duration,
 		Invariants:     invariant.Default(cfg.Invariants),
@@ -165,6 +197,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ProposalTTL:  cfg.Actions.Expiry.Duration,
 		TicketBudget: cfg.Diagnosis.TokenBudget,
 		Logger:       log,
+		Allow:        Allowed(),
+		Fallback:     Fallback(cfg, log),
 	}
 	reeval := NewReevaluator(collect, cfg.Invariants, time.Now)
 	exec := executor.New(executor.Options{
@@ -173,10 +207,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Capture: func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
 			return tikv.CaptureState(ctx, pdc, params)
 		},
-		Reevaluate:              reeval.Reevaluate,
-		Timeout:                 cfg.Actions.ExecutionTimeout.Duration,
-		MaxPerHour:              cfg.Actions.MaxExecutionsPerHour,
-		RequireDistinctApprover: cfg.Actions.RequireDistinctApprover,
+		Reevaluate: reeval.Reevaluate,
+		Holds:      reeval.Holds,
+		Timeout:    cfg.Actions.ExecutionTimeout.Duration,
+		MaxPerHour: cfg.Actions.MaxExecutionsPerHour,
+		Policy:     PolicyOf(cfg),
+		Verifier:   key.Public(),
 		Logger:                  log,
 		Registerer:              reg,
 		Crash:                   crash,
@@ -215,6 +251,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		log.Error("part failed; shutting down", "part", part, "err", err)
 		cancel()
 	}
+	cluster.onWrong = func(err error) { fail("cluster identity", err) }
 	goPart := func(part string, run func() error) {
 		wg.Add(1)
 		go func() {
@@ -225,9 +262,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 	goPart("monitor", func() error { return mon.Run(ctx) })
 	goPart("diagnosis", func() error { return runner.Run(ctx, DiagnoseInterval) })
 	goPart("executor", func() error { return exec.Run(ctx) })
+	apiSrv, err := newAPI(cfg, st, exec, keyDir, d.opts.Version, log)
+	if err != nil {
+		return err
+	}
+	var sock *http.Server
+	if path := cfg.SocketPath(); path != "" {
+		sln, err := listenUnix(path)
+		if err != nil {
+			return err
+		}
+		sock = &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 5 * time.Second,
+			ConnContext: api.UnixConnContext(auth.UnixPolicy{Roles: cfg.Auth.UnixRoles, Default: auth.Role(cfg.Auth.UnixDefaultRole), SelfUID: os.Getuid()})}
+		log.Info("serving the API on the Unix socket", "socket", path)
+		goPart("api socket", func() error {
+			if err := sock.Serve(sln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		defer os.Remove(path)
+	}
 	var srv *http.Server
 	if ln != nil {
-		srv = &http.Server{Handler: d.handler(reg, cfg, backend.Name()), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: d.handler(reg, cfg, backend.Name(), apiSrv.Handler()), ReadHeaderTimeout: 5 * time.Second}
 		if d.opts.OnListen != nil {
 			d.opts.OnListen(ln.Addr().String())
 		}
@@ -242,9 +300,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	log.Info("shutting down: finishing work in flight")
-	if srv != nil {
+	for _, hs := range []*http.Server{srv, sock} {
+		if hs == nil {
+			continue
+		}
 		sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-		if err := srv.Shutdown(sctx); err != nil {
+		if err := hs.Shutdown(sctx); err != nil {
 			log.Warn("http shutdown", "err", err)
 		}
 		scancel()

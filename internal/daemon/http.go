@@ -30,8 +30,9 @@ type Health struct {
 // handler serves /metrics from reg (a dedicated registry: no global state)
 // and /healthz. /healthz answers 200 while the process runs: it is a
 // liveness check; the body tells how the monitor is doing.
-func (d *Daemon) handler(reg *prometheus.Registry, cfg config.Config, backend string) http.Handler {
+func (d *Daemon) handler(reg *prometheus.Registry, cfg config.Config, backend string, apiHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", apiHandler)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()

@@ -131,6 +131,11 @@ type Diagnosis struct {
 	// Backend is the Backend.Name() that produced the diagnosis; set by the
 	// backend, never by a model.
 	Backend string `json:"backend"`
+	// FallbackFrom, when set, says that the configured backend could not
+	// diagnose the ticket (unavailable, budget spent, invalid output) and
+	// Backend (the rules) diagnosed it instead: the configured backend's
+	// name and why.
+	FallbackFrom string `json:"fallback_from,omitempty"`
 	Usage   Usage  `json:"usage"`
 }
 
@@ -176,9 +181,13 @@ type Context struct {
 	Stores []pd.StoreInfo `json:"stores"`
 	// Regions are the regions involved (GET /pd/api/v1/region/id/{id}).
 	Regions []pd.Region `json:"regions"`
-	// Operators are PD's running and recent operators
-	// (GET /pd/api/v1/operators).
-	Operators   []pd.Operator        `json:"operators"`
+	// Operators are PD's running operators
+	// (GET /pd/api/v1/operators?object).
+	Operators []pd.Operator `json:"operators"`
+	// OperatorRecords are the operators PD finished recently, with their
+	// outcome (GET /pd/api/v1/operators/records; PD >= 4.0 keeps them 10
+	// minutes); nil when not read.
+	OperatorRecords []pd.OperatorRecord `json:"operator_records,omitempty"`
 	Schedule    pd.ScheduleConfig    `json:"schedule_config"`
 	Replication pd.ReplicationConfig `json:"replication_config"`
 	// Schedulers are the running scheduler names (GET /pd/api/v1/schedulers).

@@ -23,6 +23,9 @@ func (d *Diagnosis) Markdown() string {
 	if d.Backend != "" {
 		fmt.Fprintf(&b, "- Backend: %s\n", clean(d.Backend))
 	}
+	if d.FallbackFrom != "" {
+		fmt.Fprintf(&b, "- Fallback: diagnosed by %s because %s\n", clean(d.Backend), oneLine(d.FallbackFrom))
+	}
 	if d.Usage.Total() > 0 {
 		fmt.Fprintf(&b, "- Tokens: %d input, %d output\n", d.Usage.InputTokens, d.Usage.OutputTokens)
 	}

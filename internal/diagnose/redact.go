@@ -178,6 +178,15 @@ func (r *Redactor) Context(c *Context) *Context {
 			out.Operators[i] = o
 		}
 	}
+	if c.OperatorRecords != nil {
+		out.OperatorRecords = make([]pd.OperatorRecord, len(c.OperatorRecords))
+		for i, o := range c.OperatorRecords {
+			o.Desc = r.text(o.Desc, addrs)
+			o.Brief = r.text(o.Brief, addrs)
+			o.Text = r.text(o.Text, addrs)
+			out.OperatorRecords[i] = o
+		}
+	}
 	out.Schedulers = append([]string(nil), c.Schedulers...)
 	out.PausedSchedulers = append([]string(nil), c.PausedSchedulers...)
 	out.EvictLeaderStores = append([]uint64(nil), c.EvictLeaderStores...)

@@ -101,6 +101,16 @@ type Runner struct {
 	Backoff func(attempt int) time.Duration
 	// Logger: slog.Default() when nil.
 	Logger *slog.Logger
+	// Allow is the per-invariant-family allow-list every proposal is
+	// checked against (ValidateFor); nil checks no family. The daemon sets
+	// rules.Allowed.
+	Allow AllowList
+	// Fallback, when not nil, diagnoses a ticket the Backend could not
+	// (any error but a gather failure or an ended ctx: unavailable, budget,
+	// invalid output) and a ticket whose TicketBudget is spent, instead of
+	// leaving it undiagnosed; the diagnosis says so in FallbackFrom. The
+	// daemon sets the rules backend when Backend is a model.
+	Fallback Backend
 }
 
 // DefaultBackoff waits 1 minute after the first failure, doubling up to 1
@@ -120,9 +130,12 @@ type Stats struct {
 	Rejected  int // proposals Validate refused
 	Failed    int // attempts recorded as failed (ticket stays open)
 	GaveUp    int // tickets given the fallback diagnosis after MaxAttempts
-	// OverBudget counts tickets given the no-action diagnosis because
-	// their TicketBudget was spent (also counted in Diagnosed).
+	// OverBudget counts tickets whose TicketBudget was spent: given the
+	// no-action diagnosis, or the Fallback's (also counted in Diagnosed).
 	OverBudget int
+	// Fallbacks counts tickets the Fallback diagnosed because the Backend
+	// failed.
+	Fallbacks int
 }
 
 // RunOnce runs one pass at time now (tickets due at now). It returns an
@@ -158,15 +171,33 @@ func (r *Runner) one(ctx context.Context, t ticket.Ticket, now time.Time, st *St
 	log := r.logger().With("component", "diagnose", "ticket", t.ID, "key", t.Key, "backend", r.Backend.Name())
 	spent := t.InputTokens + t.OutputTokens
 	if r.TicketBudget > 0 && spent >= r.TicketBudget {
-		log.Warn("token budget for this ticket spent; a human must look", "spent_tokens", spent, "budget", r.TicketBudget)
-		r.save(ctx, log, t, now, BudgetSpent(t, r.Backend.Name(), spent, r.TicketBudget), st)
+		if r.Fallback == nil {
+			log.Warn("token budget for this ticket spent; a human must look", "spent_tokens", spent, "budget", r.TicketBudget)
+			r.save(ctx, log, t, now, BudgetSpent(t, r.Backend.Name(), spent, r.TicketBudget), st)
+			st.OverBudget++
+			return
+		}
+		why := fmt.Sprintf("the token budget for this ticket is spent (%d of %d tokens)", spent, r.TicketBudget)
+		log.Warn("token budget for this ticket spent; the fallback backend diagnoses it", "fallback", r.Fallback.Name(), "spent_tokens", spent)
+		d, err := r.diagnoseWith(ctx, t, func(ctx context.Context, c *Context) (*Diagnosis, error) {
+			return r.fallback(ctx, c, why, Usage{})
+		})
+		if err != nil {
+			r.failed(ctx, log, t, now, err, st)
+			return
+		}
 		st.OverBudget++
+		r.save(ctx, log, t, now, d, st)
 		return
 	}
 	d, err := r.diagnose(ctx, t)
 	if err != nil {
 		r.failed(ctx, log, t, now, err, st)
 		return
+	}
+	if d.FallbackFrom != "" {
+		st.Fallbacks++
+		log.Warn("diagnosed by the fallback backend", "fallback", d.Backend, "why", d.FallbackFrom)
 	}
 	if d.ProposedAction == nil && d.RejectedAction != nil {
 		st.Rejected++
@@ -175,12 +206,39 @@ func (r *Runner) one(ctx context.Context, t ticket.Ticket, now time.Time, st *St
 	r.save(ctx, log, t, now, d, st)
 }
 
-// diagnose gathers, asks the backend and validates.
+// diagnose gathers, asks the backend (the fallback when the backend
+// fails) and validates.
 func (r *Runner) diagnose(ctx context.Context, t ticket.Ticket) (*Diagnosis, error) {
+	return r.diagnoseWith(ctx, t, func(ctx context.Context, c *Context) (*Diagnosis, error) {
+		d, err := r.Backend.Diagnose(ctx, c)
+		if err == nil || r.Fallback == nil || ctx.Err() != nil || r.Fallback.Name() == r.Backend.Name() {
+			return d, err
+		}
+		why := fmt.Sprintf("%s could not diagnose it: %v", r.Backend.Name(), err)
+		return r.fallback(ctx, c, why, Spent(err))
+	})
+}
+
+// fallback runs the Fallback backend on c and labels its diagnosis.
+func (r *Runner) fallback(ctx context.Context, c *Context, why string, spent Usage) (*Diagnosis, error) {
+	d, err := r.Fallback.Diagnose(ctx, c)
+	if err != nil {
+		return nil, WithSpent(fmt.Errorf("%s; fallback %s failed too: %w", why, r.Fallback.Name(), err), spent)
+	}
+	d.Backend = r.Fallback.Name()
+	d.FallbackFrom = why
+	d.Usage = spent
+	return d, nil
+}
+
+// diagnoseWith gathers t's context, runs diag on it, then sanitizes and
+// validates the result against the catalog and t's family allow-list.
+func (r *Runner) diagnoseWith(ctx context.Context, t ticket.Ticket, diag func(context.Context, *Context) (*Diagnosis, error)) (*Diagnosis, error) {
 	c, err := r.Gather.Gather(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("gather context: %w", err)
 	}
+	c.SourceErrors = CleanSourceErrors(c.SourceErrors)
 	if c.Actions == nil && r.Catalog != nil {
 		c.Actions = r.Catalog.Specs()
 	}
@@ -190,14 +248,15 @@ func (r *Runner) diagnose(ctx context.Context, t ticket.Ticket) (*Diagnosis, err
 			c.Budget = left
 		}
 	}
-	d, err := r.Backend.Diagnose(ctx, c)
+	d, err := diag(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	if d.Backend == "" {
 		d.Backend = r.Backend.Name()
 	}
-	if err := Validate(ctx, d, r.Catalog); err != nil {
+	Sanitize(d)
+	if err := ValidateFor(ctx, d, r.Catalog, t.Invariant, r.Allow); err != nil {
 		return nil, WithSpent(err, d.Usage)
 	}
 	return d, nil
@@ -208,6 +267,7 @@ func (r *Runner) save(ctx context.Context, log *slog.Logger, t ticket.Ticket, no
 	if ttl <= 0 {
 		ttl = DefaultProposalTTL
 	}
+	Sanitize(d)
 	js, err := json.Marshal(d)
 	if err != nil {
 		r.failed(ctx, log, t, now, WithSpent(fmt.Errorf("encode diagnosis: %w", err), d.Usage), st)

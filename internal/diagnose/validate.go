@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tikvops/operator/internal/action"
@@ -30,6 +31,19 @@ const NoReasonGiven = "no action: a human must look (the backend proposed no act
 // store) and the error wraps ErrUnavailable, so a runner may instead retry
 // the ticket later. It never approves or executes anything.
 func Validate(ctx context.Context, d *Diagnosis, catalog *action.Catalog) error {
+	return ValidateFor(ctx, d, catalog, "", nil)
+}
+
+// AllowList returns the action types a diagnosis of a ticket of invariant
+// may propose (its family's allow-list) and whether the invariant has a
+// family. rules.Allowed is the operator's list.
+type AllowList func(invariant string) (actions []string, known bool)
+
+// ValidateFor is Validate with the invariant family's allow-list: with a
+// non-nil allow, a proposal whose type is not in allow(invariant) — or of
+// an invariant without a family — is rejected the same way as one outside
+// the catalog, before any dry run. A nil allow checks no family.
+func ValidateFor(ctx context.Context, d *Diagnosis, catalog *action.Catalog, invariant string, allow AllowList) error {
 	if d == nil {
 		return errors.New("diagnose: validate: nil diagnosis")
 	}
@@ -49,6 +63,21 @@ func Validate(ctx context.Context, d *Diagnosis, catalog *action.Catalog) error 
 	if catalog == nil {
 		reject("no action catalog to check it against")
 		return nil
+	}
+	if allow != nil {
+		allowed, known := allow(invariant)
+		switch {
+		case !known:
+			reject("invariant %q has no action family: its tickets may only page a human", invariant)
+			return nil
+		case !slices.Contains(allowed, pa.ActionType):
+			list := "none: page a human"
+			if len(allowed) > 0 {
+				list = strings.Join(allowed, ", ")
+			}
+			reject("not allowed for invariant %q (allowed: %s)", invariant, list)
+			return nil
+		}
 	}
 	a, err := catalog.Lookup(pa.ActionType)
 	if err != nil {

@@ -3,70 +3,134 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/auth"
 	"github.com/tikvops/operator/internal/store"
 )
 
-// Approve approves proposal id on behalf of by (a person: --as, else the
-// OS user) after the approval policy: when RequireDistinctApprover is set,
-// by must differ from the proposal's ProposedBy; the catalog must know the
+// Decision is what a person adds to an approval or rejection besides who
+// they are.
+type Decision struct {
+	// OnBehalfOf names the person an admin decides for; only admins may
+	// set it, and both names are recorded.
+	OnBehalfOf string
+	// EvidenceDigest is the hash of the dry-run record the person saw
+	// ("" when none was shown; the latest one is then bound).
+	EvidenceDigest string
+}
+
+// ApprovalResult tells how far an approval got.
+type ApprovalResult struct {
+	// Approvals is the number of distinct people who approved so far.
+	Approvals int `json:"approvals"`
+	// Required is how many the policy asks for this action's risk.
+	Required int `json:"required"`
+}
+
+// Approve approves proposal id as the person `by` with the approver role;
+// see ApproveAs. It is for tests and in-process callers that have already
+// authenticated by.
+func (e *Executor) Approve(ctx context.Context, id int64, by string) (action.Proposal, error) {
+	p, _, err := e.ApproveAs(ctx, id, auth.Identity{Name: strings.TrimSpace(by), Role: auth.Approver, Via: "internal"}, Decision{})
+	return p, err
+}
+
+// ApproveAs records who's approval of proposal id after the approval
+// policy, evaluated with the daemon's configuration: who must be an
+// approver or admin (an admin may act on behalf of d.OnBehalfOf); nobody
+// approves an action they proposed themselves; the catalog must know the
 // action and accept its params; with MaxPerHour set, executions started in
 // the last hour plus proposals approved and still waiting must be below
-// the cap. It then moves the proposal to approved (store.Approve, a
-// compare-and-swap) and wakes Run, which claims it within moments.
+// the cap. The store then appends the bound approval record (identity,
+// role, action digest, cluster, ticket, evidence digest, expiry) and, once
+// the number of distinct approvers the action's risk requires is reached,
+// moves the proposal to approved (a compare-and-swap) and wakes Run.
 //
 // Errors: ErrPolicy (wrapped, with the reason; also wrapping
-// action.ErrUnknownAction or action.ErrInvalidParams for a proposal the
-// catalog cannot execute); store.ErrNotFound; store.ErrExpired (the
-// proposal was past its ExpiresAt and is now expired);
-// *action.ErrTransition when it is not proposed or dry_run, including when
-// a concurrent approver won; store.ErrInvalid for an empty by.
-func (e *Executor) Approve(ctx context.Context, id int64, by string) (action.Proposal, error) {
+// action.ErrUnknownAction or action.ErrInvalidParams); store.ErrNotFound;
+// store.ErrExpired; *action.ErrTransition when it is not proposed or
+// dry_run, including when a concurrent approver won; store.ErrInvalid for
+// an invalid name.
+func (e *Executor) ApproveAs(ctx context.Context, id int64, who auth.Identity, d Decision) (action.Proposal, ApprovalResult, error) {
 	if err := e.ready(); err != nil {
-		return action.Proposal{}, err
+		return action.Proposal{}, ApprovalResult{}, err
 	}
-	by = strings.TrimSpace(by)
-	if by == "" {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w: approver is required", id, store.ErrInvalid)
+	if err := e.checkDecider(who, d); err != nil {
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w", id, err)
 	}
 	p, err := e.st.Proposal(ctx, id)
 	if err != nil {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, err)
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w", id, err)
 	}
 	if !action.CanTransition(p.Status, action.Approved) {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, &action.ErrTransition{ID: id, From: p.Status, To: action.Approved})
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w", id, &action.ErrTransition{ID: id, From: p.Status, To: action.Approved})
+	}
+	if cluster := e.st.ClusterID(); cluster != "" && p.ClusterID != "" && p.ClusterID != cluster {
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w: it was made for PD cluster %s, this daemon acts on cluster %s", id, ErrPolicy, p.ClusterID, cluster)
 	}
 	now := e.now()
 	if now.After(p.ExpiresAt) {
 		// The store moves it to expired and returns ErrExpired.
-		return e.st.Approve(ctx, id, by, now)
+		np, err := e.st.Approve(ctx, id, who.Name, now)
+		return np, ApprovalResult{}, err
 	}
-	if e.distinct && strings.EqualFold(by, p.ProposedBy) {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w: %s proposed it and cannot approve it too (require-distinct-approver)", id, ErrPolicy, by)
+	if proposer := humanProposer(p); proposer != "" && (strings.EqualFold(proposer, who.Name) || strings.EqualFold(proposer, d.OnBehalfOf)) {
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w: %s proposed it and cannot approve it too; another person must", id, ErrPolicy, proposer)
 	}
 	a, err := e.cat.Lookup(p.ActionType)
 	if err != nil {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w: %w", id, ErrPolicy, err)
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w: %w", id, ErrPolicy, err)
 	}
 	if err := action.ValidateParams(a.Spec(), p.Params); err != nil {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w: %w", id, ErrPolicy, err)
+		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w: %w", id, ErrPolicy, err)
 	}
 	if e.maxPerHour > 0 {
 		if err := e.checkCap(ctx, now); err != nil {
-			return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, err)
+			return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w", id, err)
 		}
 	}
-	np, err := e.st.Approve(ctx, id, by, now)
-	if err != nil {
-		return np, err
+	need := e.policy.RequiredFor(a.Spec().Risk)
+	np, n, err := e.st.ApproveBound(ctx, id, store.Approval{
+		By: who.Name, Role: string(who.Role), OnBehalfOf: d.OnBehalfOf,
+		EvidenceDigest: d.EvidenceDigest, TTL: e.policy.ApprovalTTL, Required: need,
+	}, now)
+	if errors.Is(err, store.ErrPolicy) {
+		return np, ApprovalResult{}, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
-	e.log.Info("action approved", "action_id", id, "action", np.ActionType, "by", by)
-	e.poke()
-	return np, nil
+	if err != nil {
+		return np, ApprovalResult{}, err
+	}
+	res := ApprovalResult{Approvals: n, Required: need}
+	e.log.Info("action approved", "action_id", id, "action", np.ActionType, "by", who.Name, "role", who.Role,
+		"via", who.Via, "on_behalf_of", d.OnBehalfOf, "approvals", n, "required", need, "status", np.Status)
+	if np.Status == action.Approved {
+		e.poke()
+	}
+	return np, res, nil
+}
+
+// checkDecider refuses a decision by someone who may not make it.
+func (e *Executor) checkDecider(who auth.Identity, d Decision) error {
+	if err := auth.ValidName(who.Name); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrInvalid, err)
+	}
+	if !who.Role.AtLeast(auth.Approver) {
+		return fmt.Errorf("%w: %s has role %q; approving, rejecting and dry runs need approver or admin", ErrForbidden, who.Name, who.Role)
+	}
+	if d.OnBehalfOf != "" {
+		if who.Role != auth.Admin {
+			return fmt.Errorf("%w: only an admin may act on behalf of another person (%s is %s)", ErrForbidden, who.Name, who.Role)
+		}
+		if err := auth.ValidName(d.OnBehalfOf); err != nil {
+			return fmt.Errorf("%w: on behalf of: %w", store.ErrInvalid, err)
+		}
+	}
+	return nil
 }
 
 // checkCap refuses with ErrPolicy when executions started in the hour
@@ -91,18 +155,28 @@ func (e *Executor) checkCap(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// Reject rejects proposal id on behalf of by with reason (both required);
-// see store.Reject. Errors: store.ErrNotFound, *action.ErrTransition,
-// store.ErrInvalid.
+// Reject rejects proposal id as the person `by` with the approver role;
+// see RejectAs.
 func (e *Executor) Reject(ctx context.Context, id int64, by, reason string) (action.Proposal, error) {
+	return e.RejectAs(ctx, id, auth.Identity{Name: strings.TrimSpace(by), Role: auth.Approver, Via: "internal"}, Decision{}, reason)
+}
+
+// RejectAs rejects proposal id as who (approver or admin; an admin may act
+// on behalf of d.OnBehalfOf) with reason (required), recording the role;
+// see store.Reject. Errors: ErrForbidden, store.ErrNotFound,
+// *action.ErrTransition, store.ErrInvalid.
+func (e *Executor) RejectAs(ctx context.Context, id int64, who auth.Identity, d Decision, reason string) (action.Proposal, error) {
 	if err := e.ready(); err != nil {
 		return action.Proposal{}, err
 	}
-	p, err := e.st.Reject(ctx, id, strings.TrimSpace(by), strings.TrimSpace(reason), e.now())
+	if err := e.checkDecider(who, d); err != nil {
+		return action.Proposal{}, fmt.Errorf("reject action %d: %w", id, err)
+	}
+	p, err := e.st.RejectAs(ctx, id, store.Approval{By: who.Name, Role: string(who.Role), OnBehalfOf: d.OnBehalfOf}, strings.TrimSpace(reason), e.now())
 	if err != nil {
 		return p, err
 	}
-	e.log.Info("action rejected", "action_id", id, "action", p.ActionType, "by", p.RejectedBy, "reason", reason)
+	e.log.Info("action rejected", "action_id", id, "action", p.ActionType, "by", who.Name, "role", who.Role, "reason", reason)
 	return p, nil
 }
 
@@ -123,13 +197,19 @@ func (e *Executor) Reject(ctx context.Context, id int64, by, reason string) (act
 // error when the preconditions could not be read (PD unreachable), in
 // which case nothing is recorded.
 func (e *Executor) DryRun(ctx context.Context, id int64, by string) (action.DryRunResult, action.Record, error) {
+	return e.DryRunAs(ctx, id, auth.Identity{Name: strings.TrimSpace(by), Role: auth.Approver, Via: "internal"})
+}
+
+// DryRunAs is DryRun by an authenticated person (approver or admin: a dry
+// run writes an audit record), recording their role.
+func (e *Executor) DryRunAs(ctx context.Context, id int64, who auth.Identity) (action.DryRunResult, action.Record, error) {
 	if err := e.ready(); err != nil {
 		return action.DryRunResult{}, action.Record{}, err
 	}
-	by = strings.TrimSpace(by)
-	if by == "" {
-		return action.DryRunResult{}, action.Record{}, fmt.Errorf("dry run action %d: %w: who runs it is required", id, store.ErrInvalid)
+	if err := e.checkDecider(who, Decision{}); err != nil {
+		return action.DryRunResult{}, action.Record{}, fmt.Errorf("dry run action %d: %w", id, err)
 	}
+	by := who.Name
 	p, err := e.st.Proposal(ctx, id)
 	if err != nil {
 		return action.DryRunResult{}, action.Record{}, fmt.Errorf("dry run action %d: %w", id, err)
@@ -162,7 +242,7 @@ func (e *Executor) DryRun(ctx context.Context, id int64, by string) (action.DryR
 	if res.Requests == nil {
 		res.Requests = []action.Request{}
 	}
-	rec := action.Record{ExecutedBy: by, StartedAt: started, Success: res.Valid, Message: dryRunMessage(res)}
+	rec := action.Record{ExecutedBy: by, ActorRole: string(who.Role), StartedAt: started, Success: res.Valid, Message: dryRunMessage(res)}
 	if b, err := json.Marshal(res.Requests); err == nil {
 		rec.Requests = b
 	}

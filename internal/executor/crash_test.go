@@ -44,6 +44,9 @@ func TestHelperProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := store.Open(ctx, os.Getenv(helperDBEnv), store.Options{})
+	if err == nil {
+		err = st.BindCluster(ctx, testClusterID, "", time.Now())
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(2)

@@ -58,6 +58,28 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 		return
 	}
 
+	// The approval was for a problem: if PD shows it gone, the approval no
+	// longer applies (PD may have fixed it by itself while the approval
+	// waited).
+	if e.holds != nil {
+		t, err := e.st.Ticket(ctx, p.TicketID)
+		if err != nil {
+			finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: ticket %d could not be read: %v", p.TicketID, err), "")
+			return
+		}
+		hctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
+		held, err := e.holds(hctx, t)
+		cancel()
+		if err != nil {
+			finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: the ticket's invariant could not be re-evaluated: %v", err), "")
+			return
+		}
+		if held {
+			finish(action.Expired, "expired", fmt.Sprintf("expired, nothing sent to PD: %s holds again on fresh PD state, so the approval no longer applies", t.Key), "")
+			return
+		}
+	}
+
 	// Re-check preconditions against live PD right before executing: the
 	// cluster may have changed since the approval.
 	dctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
@@ -259,6 +281,20 @@ func (e *Executor) targetKeys(p action.Proposal) []string {
 // targets. Two proposals conflict when their keys intersect. Params that
 // are not a JSON object, or a target that is absent, contribute nothing.
 func TargetKeys(spec action.Spec, params json.RawMessage) []string {
+	keys := targetKeys(spec, params)
+	if spec.Capacity {
+		// Capacity-reducing actions run one at a time per cluster: the next
+		// one's precondition re-check then sees the previous one's effect.
+		keys = append(keys, CapacityKey)
+		sort.Strings(keys)
+	}
+	return keys
+}
+
+// CapacityKey is the target key every action with Spec.Capacity shares.
+const CapacityKey = "cluster:capacity"
+
+func targetKeys(spec action.Spec, params json.RawMessage) []string {
 	if len(spec.Targets) == 0 {
 		return []string{"action:" + spec.Name}
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/auditkey"
 	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/ticket"
 )
@@ -74,6 +75,11 @@ const Interrupted = "interrupted; outcome unknown"
 // action.ErrInvalidParams).
 var ErrPolicy = errors.New("refused by approval policy")
 
+// ErrForbidden is wrapped by the errors of ApproveAs, RejectAs and
+// DryRunAs when the person's role does not allow the decision (a viewer,
+// or a non-admin acting on behalf of someone).
+var ErrForbidden = errors.New("not allowed for this role")
+
 // CaptureFunc reads the cluster state an action with params may change and
 // returns it as JSON, for the audit record (tikv.CaptureState).
 type CaptureFunc func(ctx context.Context, params json.RawMessage) (json.RawMessage, error)
@@ -95,6 +101,12 @@ type Options struct {
 	// the invariant holds the ticket is resolved, otherwise a diagnosed
 	// ticket is reopened for a fresh diagnosis.
 	Reevaluate ReevaluateFunc
+	// Holds, when not nil, is asked right before an approved action is
+	// sent whether the ticket's invariant holds again on fresh PD state
+	// (one read, no settle window): then the approval no longer applies and
+	// the action ends expired with nothing sent. An error refuses the
+	// execution (fail closed).
+	Holds ReevaluateFunc
 	// Name identifies this executor in ExecutedBy; default "host:pid".
 	Name string
 	// PollInterval between looks for approved proposals; default
@@ -110,9 +122,13 @@ type Options struct {
 	// reach it; Run leaves approved proposals waiting until the window
 	// frees a slot.
 	MaxPerHour int
-	// RequireDistinctApprover makes Approve refuse an approval by the
-	// proposal's ProposedBy.
-	RequireDistinctApprover bool
+	// Policy is the approval policy (approval TTL, approvers per risk),
+	// applied when a person approves and again at claim time.
+	Policy Policy
+	// Verifier checks the audit-key signature of approval records at claim
+	// time; nil skips the signature check (tests). The daemon always sets
+	// it: an approval it did not sign never executes.
+	Verifier *auditkey.PublicKey
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -132,12 +148,14 @@ type Executor struct {
 	cat        *action.Catalog
 	capture    CaptureFunc
 	reevaluate ReevaluateFunc
+	holds      ReevaluateFunc
 	name       string
 	poll       time.Duration
 	timeout    time.Duration
 	conc       int
 	maxPerHour int
-	distinct   bool
+	policy     Policy
+	verifier   *auditkey.PublicKey
 	now        func() time.Time
 	log        *slog.Logger
 	m          *metrics
@@ -150,9 +168,9 @@ type Executor struct {
 // programming error reported by Run, Approve and DryRun.
 func New(opts Options) *Executor {
 	e := &Executor{
-		st: opts.Store, cat: opts.Catalog, capture: opts.Capture, reevaluate: opts.Reevaluate,
+		st: opts.Store, cat: opts.Catalog, capture: opts.Capture, reevaluate: opts.Reevaluate, holds: opts.Holds,
 		name: opts.Name, poll: opts.PollInterval, timeout: opts.Timeout, conc: opts.Concurrency,
-		maxPerHour: opts.MaxPerHour, distinct: opts.RequireDistinctApprover, now: opts.Clock,
+		maxPerHour: opts.MaxPerHour, policy: opts.Policy, verifier: opts.Verifier, now: opts.Clock,
 		log: opts.Logger, crash: opts.Crash, wake: make(chan struct{}, 1),
 	}
 	if e.name == "" {
@@ -293,11 +311,21 @@ func (e *Executor) Run(ctx context.Context) error {
 // claim takes the next approved proposal that may run now, or nil.
 func (e *Executor) claim(ctx context.Context) (*action.Proposal, error) {
 	now := e.now()
-	o := store.ClaimOptions{Conflicts: e.conflicts}
+	o := store.ClaimOptions{Conflicts: e.conflicts, Eligible: e.eligible}
 	if e.maxPerHour > 0 {
 		o.Max, o.Since = e.maxPerHour, now.Add(-time.Hour)
 	}
-	return e.st.ClaimNext(ctx, e.name, now, o)
+	p, ended, err := e.st.ClaimNextChecked(ctx, e.name, now, o)
+	for _, x := range ended {
+		label := resultRefused
+		if x.Proposal.Status == action.Expired {
+			label = "expired"
+		}
+		e.m.executions.WithLabelValues(x.Proposal.ActionType, label).Inc()
+		e.log.Warn("approved action not executed", "action_id", x.Proposal.ID, "action", x.Proposal.ActionType,
+			"status", x.Proposal.Status, "reason", x.Reason.Error(), "record_id", x.Record.ID)
+	}
+	return p, err
 }
 
 // poke wakes Run's loop (non-blocking).

@@ -158,11 +158,12 @@ func TestApprovalPolicy(t *testing.T) {
 	st := tempStore(t)
 	cat := action.NewCatalog(&fakeAction{spec: regionSpec("transfer_leader")})
 	ctx := ctxT(t, time.Minute)
-	e := New(Options{Store: st, Catalog: cat, RequireDistinctApprover: true, MaxPerHour: 2})
+	e := New(Options{Store: st, Catalog: cat, MaxPerHour: 2})
 
-	// The proposer ("rules", the diagnosis backend) cannot approve.
+	// A person who proposed an action cannot approve it.
 	p := propose(t, st, "transfer_leader", map[string]int{"region_id": 1, "to_store_id": 2}, time.Time{})
-	if _, err := e.Approve(ctx, p.ID, "rules"); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "require-distinct-approver") {
+	setProposer(t, st, p.ID, action.HumanProposer+"carol")
+	if _, err := e.Approve(ctx, p.ID, "carol"); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "carol proposed it") {
 		t.Errorf("self-approval: %v", err)
 	}
 	if got, _ := st.Proposal(ctx, p.ID); got.Status != action.Proposed {
@@ -289,17 +290,23 @@ func TestExecutionOutcomes(t *testing.T) {
 		result string
 		ticket ticket.Status
 	}{
-		{unknown, action.Failed, `refused, nothing sent to PD: unknown action type "gone_action"`, ticket.Open},
+		// An action the daemon's catalog does not know is refused at claim
+		// time, with nothing sent; the ticket keeps its diagnosis.
+		{unknown, action.Refused, `refused at claim: unknown action type "gone_action"`, ticket.Diagnosed},
 		{flaky, action.Failed, "outcome unknown: effect unknown: POST /x: connection reset after sending", ticket.Diagnosed},
 		{ref, action.Failed, "refused, nothing sent to PD: preconditions no longer hold: target_store_up: store 4 is Down (must be Up)", ticket.Open},
 		{ok, action.Completed, "done", ticket.Resolved},
 	} {
-		got := waitStatus(t, st, tc.p.ID, action.Completed, action.Failed)
+		got := waitStatus(t, st, tc.p.ID, action.Completed, action.Failed, action.Refused)
 		if got.Status != tc.status || got.Result != tc.result {
 			t.Errorf("%s: %s %q, want %s %q", tc.p.ActionType, got.Status, got.Result, tc.status, tc.result)
 		}
 		recs := records(t, st, tc.p.ID)
-		if len(recs) != 2 || !recs[0].IsExecution() || recs[0].Success != (tc.status == action.Completed) || !strings.HasPrefix(recs[0].Message, tc.result) {
+		wantEvent := action.EventExecution
+		if tc.status == action.Refused {
+			wantEvent = action.EventRefusal
+		}
+		if len(recs) != 2 || recs[0].Event != wantEvent || recs[0].Success != (tc.status == action.Completed) || !strings.Contains(recs[0].Message, tc.result) {
 			t.Errorf("%s records: %+v", tc.p.ActionType, recs)
 		} else {
 			approvalRecord(t, recs[1], tc.p.ID, "alice")

@@ -171,6 +171,9 @@ func newHarness(t *testing.T) *harness {
 		cat: tikv.NewCatalog(pdc, tikv.WithPollInterval(50*time.Millisecond), tikv.WithVerifyTimeout(30*time.Second))}
 }
 
+// testClusterID is the PD cluster id test databases are bound to.
+const testClusterID = "7001"
+
 func openStore(t *testing.T, path string, create bool) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), path, store.Options{Create: create})
@@ -178,6 +181,10 @@ func openStore(t *testing.T, path string, create bool) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// The executor claims only for the cluster the database is bound to.
+	if err := st.BindCluster(context.Background(), testClusterID, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	return st
 }
 
@@ -401,4 +408,13 @@ func stateRegionLeader(t *testing.T, raw json.RawMessage) uint64 {
 		t.Fatalf("state %s has no region: %v", raw, err)
 	}
 	return st.Region.LeaderStoreID
+}
+
+// setProposer rewrites a proposal's proposed_by, as a human-proposed
+// action would have it.
+func setProposer(t *testing.T, st *store.Store, id int64, by string) {
+	t.Helper()
+	if err := st.SetProposedByForTest(context.Background(), id, by); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -32,6 +32,15 @@ const (
 	NameTombstonePileup       = "tombstone_pileup"
 	NamePDUnhealthy           = "pd_unhealthy"
 	NamePDNoLeader            = "pd_no_leader"
+	// Judgement over time and PD's own work (issue 11 §2).
+	NameRegionNoLeader           = "region_no_leader"
+	NameRegionDownPeerUnrepaired = "region_down_peer_unrepaired"
+	NameOperatorTimeouts         = "operator_timeouts"
+	NameRegionPendingPeerStuck   = "region_pending_peer_stuck"
+	NameStoreOfflineBlocked      = "store_offline_blocked"
+	NameStoreDuplicateAddress    = "store_duplicate_address"
+	NameStoreLeaderDrop          = "store_leader_drop"
+	NameHostStoresFailing        = "host_stores_failing"
 	// NamePDUnreachable is raised by the monitor itself when collecting a
 	// snapshot fails; it is not an Invariant, but its pending duration is
 	// configured like one (Config.ForOf).
@@ -51,6 +60,9 @@ func Names() []string {
 		NameHotWriteStore,
 		NameStoreOfflineStuck, NameUpStoresBelowReplicas, NameTombstonePileup,
 		NamePDUnhealthy, NamePDNoLeader,
+		NameRegionNoLeader, NameRegionDownPeerUnrepaired, NameOperatorTimeouts,
+		NameRegionPendingPeerStuck, NameStoreOfflineBlocked, NameStoreDuplicateAddress,
+		NameStoreLeaderDrop, NameHostStoresFailing,
 		NamePDUnreachable,
 	}
 }
@@ -156,6 +168,36 @@ type Config struct {
 	// TombstoneMaxRecords: tombstone_pileup fires when there are more
 	// Tombstone store records than this (cases.md 06). Default 3.
 	TombstoneMaxRecords int `toml:"tombstone-max-records" json:"tombstone-max-records"`
+
+	// DownPeerUnrepairedAfter: region_down_peer_unrepaired fires for a
+	// down peer on an Up store once its down_seconds reach this, and for a
+	// down peer on a Down/Offline store once PD has run no operator on the
+	// region for this long. Default 10m. 0 = default.
+	DownPeerUnrepairedAfter time.Duration `toml:"down-peer-unrepaired-after" json:"down-peer-unrepaired-after"`
+	// OperatorTimeoutWindow, OperatorTimeoutsPerRegion,
+	// OperatorTimeoutsPerStore: operator_timeouts fires for a region with
+	// at least PerRegion (default 2) and a target store with at least
+	// PerStore (default 3) PD operators that timed out within the window
+	// (default 30m). 0 = default.
+	OperatorTimeoutWindow     time.Duration `toml:"operator-timeout-window" json:"operator-timeout-window"`
+	OperatorTimeoutsPerRegion int           `toml:"operator-timeouts-per-region" json:"operator-timeouts-per-region"`
+	OperatorTimeoutsPerStore  int           `toml:"operator-timeouts-per-store" json:"operator-timeouts-per-store"`
+	// PendingPeerStuckAfter: region_pending_peer_stuck fires for a region
+	// pending this long without interruption. Default 10m. 0 = default.
+	PendingPeerStuckAfter time.Duration `toml:"pending-peer-stuck-after" json:"pending-peer-stuck-after"`
+	// LeaderDropRatio and LeaderDropMinLeaders: store_leader_drop fires
+	// when a store loses at least this share (default 0.5) and this many
+	// (default 10) of its leaders between two polls; LeaderDropHold keeps
+	// it firing that long unless the leaders come back (default 10m).
+	// 0 = default.
+	LeaderDropRatio      float64       `toml:"leader-drop-ratio" json:"leader-drop-ratio"`
+	LeaderDropMinLeaders int           `toml:"leader-drop-min-leaders" json:"leader-drop-min-leaders"`
+	LeaderDropHold       time.Duration `toml:"leader-drop-hold" json:"leader-drop-hold"`
+	// HostLabel is the store label naming the machine (default "host",
+	// TiUP's and tidb-operator's); HostFailingMinStores how many stores of
+	// one host must fail together (default 2). 0 / "" = default.
+	HostLabel            string `toml:"host-label" json:"host-label"`
+	HostFailingMinStores int    `toml:"host-failing-min-stores" json:"host-failing-min-stores"`
 }
 
 // Defaults of Config's thresholds.
@@ -182,6 +224,16 @@ const (
 	DefaultHotWriteTopRegions        = 5
 	DefaultOfflineStuckAfter         = 30 * time.Minute
 	DefaultTombstoneMaxRecords       = 3
+	DefaultDownPeerUnrepairedAfter   = 10 * time.Minute
+	DefaultOperatorTimeoutWindow     = 30 * time.Minute
+	DefaultOperatorTimeoutsPerRegion = 2
+	DefaultOperatorTimeoutsPerStore  = 3
+	DefaultPendingPeerStuckAfter     = 10 * time.Minute
+	DefaultLeaderDropRatio           = 0.5
+	DefaultLeaderDropMinLeaders      = 10
+	DefaultLeaderDropHold            = 10 * time.Minute
+	DefaultHostLabel                 = "host"
+	DefaultHostFailingMinStores      = 2
 	// PD's fixed thresholds (pkg/core/store.go), reported in evidence.
 	pdDisconnectAfter     = 20 * time.Second
 	pdDefaultStoreDownMax = 30 * time.Minute
@@ -194,6 +246,11 @@ func DefaultConfig() Config {
 		For: map[string]time.Duration{
 			NameStoreOfflineStuck: 0,
 			NamePDUnreachable:     DefaultPDUnreachableFor,
+			// Windows of their own, or events that already happened.
+			NameRegionDownPeerUnrepaired: 0,
+			NameOperatorTimeouts:         0,
+			NameRegionPendingPeerStuck:   0,
+			NameStoreLeaderDrop:          0,
 		},
 		UnhealthyAfter:            DefaultUnhealthyAfter,
 		LowSpaceMinRegionCount:    DefaultLowSpaceMinRegionCount,
@@ -214,6 +271,16 @@ func DefaultConfig() Config {
 		HotWriteTopRegions:        DefaultHotWriteTopRegions,
 		OfflineStuckAfter:         DefaultOfflineStuckAfter,
 		TombstoneMaxRecords:       DefaultTombstoneMaxRecords,
+		DownPeerUnrepairedAfter:   DefaultDownPeerUnrepairedAfter,
+		OperatorTimeoutWindow:     DefaultOperatorTimeoutWindow,
+		OperatorTimeoutsPerRegion: DefaultOperatorTimeoutsPerRegion,
+		OperatorTimeoutsPerStore:  DefaultOperatorTimeoutsPerStore,
+		PendingPeerStuckAfter:     DefaultPendingPeerStuckAfter,
+		LeaderDropRatio:           DefaultLeaderDropRatio,
+		LeaderDropMinLeaders:      DefaultLeaderDropMinLeaders,
+		LeaderDropHold:            DefaultLeaderDropHold,
+		HostLabel:                 DefaultHostLabel,
+		HostFailingMinStores:      DefaultHostFailingMinStores,
 	}
 }
 
@@ -254,6 +321,36 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OfflineStuckAfter == 0 {
 		c.OfflineStuckAfter = DefaultOfflineStuckAfter
+	}
+	if c.DownPeerUnrepairedAfter == 0 {
+		c.DownPeerUnrepairedAfter = DefaultDownPeerUnrepairedAfter
+	}
+	if c.OperatorTimeoutWindow == 0 {
+		c.OperatorTimeoutWindow = DefaultOperatorTimeoutWindow
+	}
+	if c.OperatorTimeoutsPerRegion == 0 {
+		c.OperatorTimeoutsPerRegion = DefaultOperatorTimeoutsPerRegion
+	}
+	if c.OperatorTimeoutsPerStore == 0 {
+		c.OperatorTimeoutsPerStore = DefaultOperatorTimeoutsPerStore
+	}
+	if c.PendingPeerStuckAfter == 0 {
+		c.PendingPeerStuckAfter = DefaultPendingPeerStuckAfter
+	}
+	if c.LeaderDropRatio == 0 {
+		c.LeaderDropRatio = DefaultLeaderDropRatio
+	}
+	if c.LeaderDropMinLeaders == 0 {
+		c.LeaderDropMinLeaders = DefaultLeaderDropMinLeaders
+	}
+	if c.LeaderDropHold == 0 {
+		c.LeaderDropHold = DefaultLeaderDropHold
+	}
+	if c.HostLabel == "" {
+		c.HostLabel = DefaultHostLabel
+	}
+	if c.HostFailingMinStores == 0 {
+		c.HostFailingMinStores = DefaultHostFailingMinStores
 	}
 	return c
 }
@@ -320,6 +417,18 @@ func (c Config) Validate() error {
 	if c.HotWriteMinBytesPerSec < 0 {
 		bad("hot-write-min-bytes-per-sec %v must be >= 0", c.HotWriteMinBytesPerSec)
 	}
+	if c.DownPeerUnrepairedAfter < 0 || c.OperatorTimeoutWindow < 0 || c.PendingPeerStuckAfter < 0 || c.LeaderDropHold < 0 {
+		bad("durations must be >= 0")
+	}
+	if c.OperatorTimeoutsPerRegion < 0 || c.OperatorTimeoutsPerStore < 0 || c.LeaderDropMinLeaders < 0 {
+		bad("counts must be >= 0")
+	}
+	if c.LeaderDropRatio < 0 || c.LeaderDropRatio > 1 {
+		bad("leader-drop-ratio %v must be in (0,1]", c.LeaderDropRatio)
+	}
+	if c.HostFailingMinStores < 0 || c.HostFailingMinStores == 1 {
+		bad("host-failing-min-stores %d must be >= 2", c.HostFailingMinStores)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invariant config: %w", errors.Join(errs...))
 	}
@@ -328,12 +437,14 @@ func (c Config) Validate() error {
 
 // Default returns the built-in invariants configured by cfg, in the order
 // of Names, leaving out cfg.Disabled. Each carries its pending duration
-// (Pender) from cfg.ForOf. Stateful invariants (store_offline_stuck) keep
-// their history inside the returned value, so call Default once per
-// monitor, not per cycle.
+// (Pender) from cfg.ForOf. Stateful invariants (store_offline_stuck, and
+// those sharing one History) keep their history inside the returned
+// values, so call Default once per monitor, not per cycle; StatesOf
+// returns what to persist.
 func Default(cfg Config) []Invariant {
 	c := cfg.withDefaults()
 	b := func(name string) base { return base{name: name, pending: c.ForOf(name)} }
+	hist := NewHistory()
 	all := []Invariant{
 		&StoreDisconnected{base: b(NameStoreDisconnected), UnhealthyAfter: c.UnhealthyAfter},
 		&StoreUnhealthy{base: b(NameStoreUnhealthy), UnhealthyAfter: c.UnhealthyAfter},
@@ -358,6 +469,16 @@ func Default(cfg Config) []Invariant {
 		&TombstonePileup{base: b(NameTombstonePileup), MaxRecords: c.TombstoneMaxRecords},
 		&PDUnhealthy{base: b(NamePDUnhealthy)},
 		&PDNoLeader{base: b(NamePDNoLeader)},
+		&RegionNoLeader{base: b(NameRegionNoLeader), Samples: c.SampleRegions},
+		&RegionDownPeerUnrepaired{base: b(NameRegionDownPeerUnrepaired), After: c.DownPeerUnrepairedAfter, Samples: c.SampleRegions, h: hist},
+		&OperatorTimeouts{base: b(NameOperatorTimeouts), Window: c.OperatorTimeoutWindow,
+			PerRegion: c.OperatorTimeoutsPerRegion, PerStore: c.OperatorTimeoutsPerStore, h: hist},
+		&RegionPendingPeerStuck{base: b(NameRegionPendingPeerStuck), After: c.PendingPeerStuckAfter, Samples: c.SampleRegions, h: hist},
+		&StoreOfflineBlocked{base: b(NameStoreOfflineBlocked)},
+		&StoreDuplicateAddress{base: b(NameStoreDuplicateAddress)},
+		&StoreLeaderDrop{base: b(NameStoreLeaderDrop), Ratio: c.LeaderDropRatio, MinLeaders: c.LeaderDropMinLeaders,
+			Hold: c.LeaderDropHold, h: hist},
+		&HostStoresFailing{base: b(NameHostStoresFailing), Label: c.HostLabel, MinStores: c.HostFailingMinStores, h: hist},
 	}
 	out := all[:0]
 	for _, inv := range all {

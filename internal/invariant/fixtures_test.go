@@ -192,8 +192,13 @@ func TestFixtures(t *testing.T) {
 			snap: func(t *testing.T) *tikv.Snapshot {
 				return storesSnapshot(t, "01a-stores-2node-offline-stuck-2017.json")
 			},
-			want: []string{"store_down/store:1", "up_stores_below_max_replicas/cluster"},
+			// Store 4 is Offline and stopped heartbeating in 2017: its drain
+			// cannot finish (store_offline_blocked, critical).
+			want: []string{"store_down/store:1", "store_offline_blocked/store:4", "up_stores_below_max_replicas/cluster"},
 			check: func(t *testing.T, got map[string]Violation) {
+				if v := got["store_offline_blocked/store:4"]; v.Severity != ticket.Critical || v.Evidence["heartbeat_stopped"] != true {
+					t.Errorf("store_offline_blocked %v", v)
+				}
 				if v := got["store_down/store:1"]; v.Severity != ticket.Emergency {
 					t.Errorf("store_down severity %s", v.Severity)
 				}

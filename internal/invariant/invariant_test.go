@@ -319,7 +319,9 @@ func TestRegionChecks(t *testing.T) {
 		tikv.CheckExtraPeer: {regionWith(30, 1, 2, 3, 4)},
 	}
 	got := evalAll(t, Default(cfg), s, t0)
-	want := []string{"region_down_peer/cluster", "region_extra_peer/cluster", "region_miss_peer/cluster", "region_pending_peer/cluster"}
+	// Region 20's down peer is on store 2, which is Up: PD never repairs
+	// it (region_down_peer_unrepaired, down_seconds 700 >= 10m).
+	want := []string{"region_down_peer/cluster", "region_down_peer_unrepaired/cluster", "region_extra_peer/cluster", "region_miss_peer/cluster", "region_pending_peer/cluster"}
 	if !slices.Equal(keys(got), want) {
 		t.Fatalf("got %v want %v", keys(got), want)
 	}
@@ -509,7 +511,7 @@ func TestSourceErrors(t *testing.T) {
 		}
 		failed[inv.Name()] = true
 	}
-	want := []string{NameHotWriteStore, NamePDUnhealthy, NameRegionDownPeer}
+	want := []string{NameHotWriteStore, NamePDUnhealthy, NameRegionDownPeer, NameRegionDownPeerUnrepaired}
 	if got := keys(failed); !slices.Equal(got, want) {
 		t.Fatalf("failed %v want %v", got, want)
 	}
@@ -542,7 +544,8 @@ func TestConfig(t *testing.T) {
 	}
 	for _, inv := range invs {
 		want := DefaultFor
-		if inv.Name() == NameStoreOfflineStuck {
+		switch inv.Name() {
+		case NameStoreOfflineStuck, NameRegionDownPeerUnrepaired, NameOperatorTimeouts, NameRegionPendingPeerStuck, NameStoreLeaderDrop:
 			want = 0
 		}
 		if For(inv) != want {

@@ -2,8 +2,10 @@ package invariant
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -297,4 +299,43 @@ func (inv *TombstonePileup) Eval(_ context.Context, s *tikv.Snapshot, _ time.Tim
 			"duplicate_addresses": dups,
 		},
 	}}, nil
+}
+
+type offlineTrackJSON struct {
+	Lowest int       `json:"lowest"`
+	Since  time.Time `json:"since"`
+	First  time.Time `json:"first"`
+}
+
+// StateName implements Stateful: the per-store drain history.
+func (inv *StoreOfflineStuck) StateName() string { return "invariant/" + NameStoreOfflineStuck }
+
+// MarshalState implements Stateful.
+func (inv *StoreOfflineStuck) MarshalState() (json.RawMessage, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	out := make(map[string]offlineTrackJSON, len(inv.tracks))
+	for id, tr := range inv.tracks {
+		out[idKey(id)] = offlineTrackJSON{Lowest: tr.lowest, Since: tr.since.UTC(), First: tr.first.UTC()}
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalState implements Stateful.
+func (inv *StoreOfflineStuck) UnmarshalState(doc json.RawMessage) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.tracks = map[uint64]offlineTrack{}
+	var in map[string]offlineTrackJSON
+	if err := json.Unmarshal(doc, &in); err != nil {
+		return fmt.Errorf("%s state: %w", NameStoreOfflineStuck, err)
+	}
+	for k, tr := range in {
+		id, err := strconv.ParseUint(k, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s state: store id %q: %w", NameStoreOfflineStuck, k, err)
+		}
+		inv.tracks[id] = offlineTrack{lowest: tr.Lowest, since: tr.Since, first: tr.First}
+	}
+	return nil
 }

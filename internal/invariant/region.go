@@ -2,8 +2,10 @@ package invariant
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/tikvops/operator/internal/pd"
@@ -203,11 +205,40 @@ func (inv *RegionOfflinePeer) Eval(_ context.Context, s *tikv.Snapshot, _ time.T
 // cases.md 14) is one violation per region PD's GET
 // /regions/check/oversized-region lists (approximate size >= TiKV
 // region-max-size or keys >= region-max-keys: a split is not keeping up),
-// the largest MaxSubjects first. Warning; subject "region:ID". Constructed
+// the largest MaxSubjects first, plus every region already reported the
+// cycle before while PD still lists it (stateful). Warning; subject "region:ID". Constructed
 // by Default.
 type RegionOversized struct {
 	base
 	MaxSubjects int
+
+	mu       sync.Mutex
+	reported map[uint64]bool
+}
+
+// StateName implements Stateful: the regions reported last cycle.
+func (inv *RegionOversized) StateName() string { return "invariant/" + NameRegionOversized }
+
+// MarshalState implements Stateful.
+func (inv *RegionOversized) MarshalState() (json.RawMessage, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return json.Marshal(sortedIDs(inv.reported))
+}
+
+// UnmarshalState implements Stateful.
+func (inv *RegionOversized) UnmarshalState(doc json.RawMessage) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.reported = map[uint64]bool{}
+	var ids []uint64
+	if err := json.Unmarshal(doc, &ids); err != nil {
+		return fmt.Errorf("%s state: %w", NameRegionOversized, err)
+	}
+	for _, id := range ids {
+		inv.reported[id] = true
+	}
+	return nil
 }
 
 // Eval implements Invariant.
@@ -224,8 +255,25 @@ func (inv *RegionOversized) Eval(_ context.Context, s *tikv.Snapshot, _ time.Tim
 	})
 	total := len(regions)
 	if inv.MaxSubjects > 0 && len(regions) > inv.MaxSubjects {
-		regions = regions[:inv.MaxSubjects]
+		// The cap bounds new subjects only: a region reported before
+		// stays reported while PD still lists it, so a ticket is never
+		// resolved because larger regions pushed it out of the top N.
+		inv.mu.Lock()
+		kept := regions[:0:0]
+		for i := range regions {
+			if i < inv.MaxSubjects || inv.reported[regions[i].ID] {
+				kept = append(kept, regions[i])
+			}
+		}
+		inv.mu.Unlock()
+		regions = kept
 	}
+	inv.mu.Lock()
+	inv.reported = make(map[uint64]bool, len(regions))
+	for i := range regions {
+		inv.reported[regions[i].ID] = true
+	}
+	inv.mu.Unlock()
 	out := make([]Violation, 0, len(regions))
 	for i := range regions {
 		r := &regions[i]

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tikvops/operator/internal/invariant"
+	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/ticket"
 	"github.com/tikvops/operator/internal/tikv"
 )
@@ -79,6 +80,30 @@ type Options struct {
 	// Registerer receives the monitor's Prometheus metrics; nil registers
 	// nothing (the metrics still work, e.g. for testutil).
 	Registerer prometheus.Registerer
+	// State persists the monitor's memory (active alerts with their `for`
+	// timers, invariant histories) and tells which tickets are open. nil
+	// = the Sink when it implements StateStore (internal/store.Store does),
+	// else memory only.
+	State StateStore
+}
+
+// StateStore is where the monitor keeps its memory across restarts
+// (internal/store.Store satisfies it).
+type StateStore interface {
+	LoadMonitorState(ctx context.Context) (store.MonitorState, error)
+	SaveMonitorState(ctx context.Context, st store.MonitorState, now time.Time) error
+	// OpenTicketKeys maps the key of every non-resolved ticket to its id.
+	OpenTicketKeys(ctx context.Context) (map[string]int64, error)
+}
+
+// IncidentSink is implemented by Sinks that link tickets into incidents
+// (internal/store.Store does); without it no ticket is linked or
+// escalated.
+type IncidentSink interface {
+	LinkTicket(ctx context.Context, childID, rootID int64, now time.Time) error
+	EscalateTicket(ctx context.Context, id int64, sev ticket.Severity, reason string, now time.Time) (bool, error)
+	RequestRediagnosis(ctx context.Context, id int64, reason string, now time.Time) error
+	Ticket(ctx context.Context, id int64) (ticket.Ticket, error)
 }
 
 // ErrInvalidOptions is returned by Run and RunOnce for unusable Options.
@@ -155,11 +180,17 @@ type Monitor struct {
 	mu     sync.Mutex // held for a whole cycle
 	active map[string]*alert
 	status map[string]*InvariantStatus
-	// ticketed holds the keys whose ticket this Monitor has seen open (an
-	// Observe answered) and not seen resolved by Sweep. A violation that
-	// comes back on such a key fires at once: the ticket's problem is back
-	// within its quiet period, and Observe must reset its cleared_at.
-	ticketed map[string]bool
+	// ticketed holds the keys with an open ticket, with its id: read from
+	// the State store at the start of every cycle when there is one
+	// (so a ticket the executor resolved leaves it), else the keys this
+	// Monitor saw opened and not resolved. A violation that comes back
+	// on such a key fires at once: the ticket's problem is back within
+	// its quiet period, and Observe must reset its cleared_at.
+	ticketed map[string]int64
+	// states are the invariants' persisted histories; loaded tells
+	// whether the State store was read.
+	states []invariant.Stateful
+	loaded bool
 }
 
 type alert struct {
@@ -191,8 +222,14 @@ func New(opts Options) *Monitor {
 		metrics:  newMetrics(opts.Registerer),
 		active:   map[string]*alert{},
 		status:   map[string]*InvariantStatus{},
-		ticketed: map[string]bool{},
+		ticketed: map[string]int64{},
 	}
+	if opts.State == nil {
+		if ss, ok := opts.Sink.(StateStore); ok {
+			m.opts.State = ss
+		}
+	}
+	m.states = invariant.StatesOf(opts.Invariants)
 	m.optErr = m.validate()
 	names := []string{invariant.NamePDUnreachable}
 	fors := []time.Duration{opts.UnreachableFor}
@@ -307,6 +344,9 @@ func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (CycleResult, erro
 		m.metrics.cycles.Inc()
 	}()
 
+	m.restore(ctx)
+	m.refreshTicketed(ctx, now)
+
 	cctx, cancel := context.WithTimeout(ctx, m.opts.CollectTimeout)
 	snap, err := m.collect(cctx)
 	cancel()
@@ -344,6 +384,12 @@ func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (CycleResult, erro
 	}
 	violated := map[string]bool{}
 	var sinkErrs []error
+	// Escalation: an earlier stage whose ticket is open stays violated
+	// while a later stage of its family violates on the same subject.
+	roots := m.escalationRoots()
+	for k := range roots {
+		violated[k] = true
+	}
 	for _, key := range m.sortedKeys() {
 		a := m.active[key]
 		violated[key] = true
@@ -364,12 +410,16 @@ func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (CycleResult, erro
 		}
 		res.Tickets = append(res.Tickets, t)
 		if t.Status != ticket.Resolved {
-			m.ticketed[key] = true
+			m.ticketed[key] = t.ID
 		}
 		if opened {
 			res.Opened = append(res.Opened, t)
 			m.log.Info("ticket opened", "ticket", t.ID, "key", t.Key, "severity", t.Severity, "summary", t.Summary)
 		}
+	}
+	if err := m.incidents(ctx, res.Tickets, res.Opened, now); err != nil {
+		m.metrics.sinkErrors.Inc()
+		sinkErrs = append(sinkErrs, err)
 	}
 	if len(res.Evaluated) > 0 {
 		resolved, err := m.opts.Sink.Sweep(ctx, res.Evaluated, violated, now, m.opts.Quiet)
@@ -382,6 +432,10 @@ func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (CycleResult, erro
 			delete(m.ticketed, t.Key)
 			m.log.Info("ticket resolved", "ticket", t.ID, "key", t.Key)
 		}
+	}
+	if err := m.persist(ctx, now); err != nil {
+		m.metrics.sinkErrors.Inc()
+		sinkErrs = append(sinkErrs, err)
 	}
 	m.updateGauges()
 	res.Invariants = m.statuses()
@@ -482,7 +536,8 @@ func (m *Monitor) updateAlerts(name string, obs []ticket.Observation, now time.T
 			m.active[k] = a
 		}
 		a.obs = o
-		a.firing = a.firing || now.Sub(a.activeAt) >= forDur || m.ticketed[k]
+		_, open := m.ticketed[k]
+		a.firing = a.firing || now.Sub(a.activeAt) >= forDur || open
 	}
 	for k, a := range m.active {
 		if a.invariant == name && !seen[k] {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/ticket"
 )
 
 // ErrCapReached is returned (wrapped) by ClaimNext when ClaimOptions.Max
@@ -26,6 +27,33 @@ type ClaimOptions struct {
 	// have an ExecutedAt at or after Since (whatever their status now).
 	Max   int
 	Since time.Time
+	// Eligible, when not nil, decides inside the claim transaction whether
+	// an approved candidate may be claimed, from its approval records
+	// (oldest first) and its ticket's status. It must not do I/O. nil lets
+	// the claim proceed; an error wrapping ErrClaimRefused or
+	// ErrClaimExpired ends the candidate as refused or expired, with a
+	// refusal or expiry record whose message is the error, in the same
+	// transaction; any other error leaves it approved and skips it.
+	Eligible func(candidate action.Proposal, approvals []action.Record, ticketStatus ticket.Status) error
+}
+
+// Claim-time verdicts of ClaimOptions.Eligible.
+var (
+	// ErrClaimRefused: the approval does not authorise execution (no valid
+	// approval record, another cluster, the policy); the proposal ends
+	// refused.
+	ErrClaimRefused = errors.New("refused at claim")
+	// ErrClaimExpired: the approval is past its TTL, or its ticket
+	// resolved; the proposal ends expired.
+	ErrClaimExpired = errors.New("expired at claim")
+)
+
+// ClaimEnded is a proposal that ClaimNext ended (refused or expired)
+// instead of claiming, with its record.
+type ClaimEnded struct {
+	Proposal action.Proposal
+	Record   action.Record
+	Reason   error
 }
 
 // ClaimNext atomically takes the oldest approved proposal (by approval
@@ -40,21 +68,30 @@ type ClaimOptions struct {
 // naming the count) when the cap of o is reached while an approved
 // proposal is waiting; otherwise the wrapped SQLite error.
 func (s *Store) ClaimNext(ctx context.Context, executor string, now time.Time, o ClaimOptions) (*action.Proposal, error) {
+	p, _, err := s.ClaimNextChecked(ctx, executor, now, o)
+	return p, err
+}
+
+// ClaimNextChecked is ClaimNext that also returns the proposals it ended
+// (refused or expired by ClaimOptions.Eligible) on the way.
+func (s *Store) ClaimNextChecked(ctx context.Context, executor string, now time.Time, o ClaimOptions) (*action.Proposal, []ClaimEnded, error) {
 	if executor == "" {
-		return nil, fmt.Errorf("claim action: %w: executor name is required", ErrInvalid)
+		return nil, nil, fmt.Errorf("claim action: %w: executor name is required", ErrInvalid)
 	}
 	var waiting int
 	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM action_proposals WHERE status = 'approved')`).Scan(&waiting); err != nil {
-		return nil, fmt.Errorf("claim action: %w", err)
+		return nil, nil, fmt.Errorf("claim action: %w", err)
 	}
 	if waiting == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var (
 		out    *action.Proposal
 		capped int
+		ended  []ClaimEnded
 	)
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		ended = ended[:0]
 		if o.Max > 0 {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM action_proposals WHERE executed_at >= ?`,
@@ -75,6 +112,40 @@ func (s *Store) ClaimNext(ctx context.Context, executor string, now time.Time, o
 			return err
 		}
 		for _, p := range approved {
+			if o.Eligible != nil {
+				approvals, err := queryRecords(ctx, tx, `SELECT `+recordCols+` FROM action_records WHERE proposal_id = ? AND event = 'approval' ORDER BY id`, p.ID)
+				if err != nil {
+					return err
+				}
+				var tstatus string
+				if err := tx.QueryRowContext(ctx, `SELECT status FROM tickets WHERE id = ?`, p.TicketID).Scan(&tstatus); err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("read ticket %d: %w", p.TicketID, err)
+				}
+				if verdict := o.Eligible(p, approvals, ticket.Status(tstatus)); verdict != nil {
+					to, event := action.Status(""), ""
+					switch {
+					case errors.Is(verdict, ErrClaimRefused):
+						to, event = action.Refused, action.EventRefusal
+					case errors.Is(verdict, ErrClaimExpired):
+						to, event = action.Expired, action.EventExpiry
+					default:
+						continue
+					}
+					np, err := casProposal(ctx, tx, p, to, now, `result = ?, finished_at = ?`, verdict.Error(), fmtTime(now))
+					if err != nil {
+						return err
+					}
+					rec, err := s.appendRecord(ctx, tx, np, action.Record{
+						Event: event, Success: false, ExecutedBy: executor,
+						Message: "nothing sent to PD: " + verdict.Error(), StartedAt: now, FinishedAt: now,
+					}, now)
+					if err != nil {
+						return err
+					}
+					ended = append(ended, ClaimEnded{Proposal: np, Record: rec, Reason: verdict})
+					continue
+				}
+			}
 			if o.Conflicts != nil && o.Conflicts(p, executing) {
 				continue
 			}
@@ -89,12 +160,12 @@ func (s *Store) ClaimNext(ctx context.Context, executor string, now time.Time, o
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("claim action: %w", err)
+		return nil, nil, fmt.Errorf("claim action: %w", err)
 	}
 	if capped > 0 {
-		return nil, fmt.Errorf("claim action: %w: %d claimed since %s (max %d)", ErrCapReached, capped, o.Since.UTC().Format(time.RFC3339), o.Max)
+		return nil, nil, fmt.Errorf("claim action: %w: %d claimed since %s (max %d)", ErrCapReached, capped, o.Since.UTC().Format(time.RFC3339), o.Max)
 	}
-	return out, nil
+	return out, ended, nil
 }
 
 // txProposals runs a proposal query inside tx.
@@ -133,25 +204,56 @@ func (s *Store) ClaimedSince(ctx context.Context, since time.Time) (n int, oldes
 	return n, first.t, nil
 }
 
-// ExpireTicketProposals moves the proposals of ticket ticketID still
-// awaiting a human (proposed or dry_run) to expired, and returns how many
-// it moved. The executor calls it when it resolves the ticket: a fix for
-// a violation that is gone no longer fits. Approved, executing and final
-// proposals are left alone.
+// ExpireTicketProposals moves the proposals of ticket ticketID that have
+// not started executing (proposed, dry_run and approved) to expired, and
+// returns how many it moved; an approved one gets an expiry record in the
+// audit trail. Resolving a ticket (Sweep, ResolveTicket) already does this
+// in the same transaction; this is for callers that expire without
+// resolving.
 func (s *Store) ExpireTicketProposals(ctx context.Context, ticketID int64, now time.Time) (n int, err error) {
-	ts := fmtTime(now)
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE action_proposals SET status = 'expired', updated_at = ?
-WHERE ticket_id = ? AND status IN ('proposed', 'dry_run')`, ts, ticketID)
-		if err != nil {
-			return err
-		}
-		c, err := res.RowsAffected()
-		n = int(c)
+		var err error
+		n, _, err = s.expireTicketProposals(ctx, tx, ticketID, now, "its ticket was closed")
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("expire actions of ticket %d: %w", ticketID, err)
 	}
 	return n, nil
+}
+
+// expireTicketProposalsTx is expireTicketProposals inside the caller's
+// write transaction (resolving a ticket and expiring its proposals is one
+// transaction).
+func (s *Store) expireTicketProposalsTx(ctx context.Context, tx *sql.Tx, ticketID int64, now time.Time, why string) error {
+	_, _, err := s.expireTicketProposals(ctx, tx, ticketID, now, why)
+	return err
+}
+
+func (s *Store) expireTicketProposals(ctx context.Context, tx *sql.Tx, ticketID int64, now time.Time, why string) (int, []action.Record, error) {
+	ps, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals
+WHERE ticket_id = ? AND status IN ('proposed', 'dry_run', 'approved') ORDER BY id`, ticketID)
+	if err != nil {
+		return 0, nil, err
+	}
+	var recs []action.Record
+	for _, p := range ps {
+		np, err := casProposal(ctx, tx, p, action.Expired, now, `result = ?`, "expired: "+why)
+		if err != nil {
+			return 0, nil, err
+		}
+		if p.Status != action.Approved {
+			continue
+		}
+		rec, err := s.appendRecord(ctx, tx, np, action.Record{
+			Event: action.EventExpiry, Success: false,
+			Message: "approval expired before execution, nothing sent to PD: " + why,
+			StartedAt: now, FinishedAt: now,
+		}, now)
+		if err != nil {
+			return 0, nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return len(ps), recs, nil
 }

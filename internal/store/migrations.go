@@ -12,17 +12,24 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// rebuild marks a migration that rebuilds tables other tables refer
+	// to: it runs on one connection with foreign_keys=OFF (the SQLite
+	// "12-step" table rebuild) and checks PRAGMA foreign_key_check before
+	// committing.
+	rebuild bool
 }
 
 // migrations, in order. Version numbers start at 1 and have no gaps.
 var migrations = []migration{
-	{1, "tickets, action proposals, append-only action records", schemaV1},
-	{2, "action record events: approvals and rejections join the audit trail", schemaV2},
+	{1, "tickets, action proposals, append-only action records", schemaV1, false},
+	{2, "action record events: approvals and rejections join the audit trail", schemaV2, false},
+	{3, "approval integrity: cluster identity, bound approvals, refused status, authenticated records", schemaV3, true},
+	{4, "monitor memory: persisted alerts and histories, incident roots, diagnosis history", schemaV4, false},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 2
+const SchemaVersion = 4
 
 // schemaV1 follows the seed schema (../shared/seed/architecture.md) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed
@@ -153,7 +160,11 @@ const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 func (s *Store) migrate(ctx context.Context) error {
 	for _, m := range migrations {
 		applied := false
-		err := s.write(ctx, func(tx *sql.Tx) error {
+		run := s.write
+		if m.rebuild {
+			run = s.writeNoFK
+		}
+		err := run(ctx, func(tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, createSchemaMigrations); err != nil {
 				return fmt.Errorf("create schema_migrations: %w", err)
 			}
@@ -172,6 +183,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+			if m.rebuild {
+				if err := foreignKeyCheck(ctx, tx); err != nil {
+					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+				}
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name) VALUES (?, ?)`, m.version, m.name); err != nil {
 				return fmt.Errorf("record migration %d: %w", m.version, err)
@@ -196,4 +212,50 @@ func (s *Store) Version(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	return v, nil
+}
+
+// writeNoFK is write on one dedicated connection with foreign key
+// enforcement off for the transaction (PRAGMA foreign_keys is a no-op
+// inside a transaction, so it is switched before BEGIN and back after).
+func (s *Store) writeNoFK(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	select {
+	case s.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.wsem }()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migration connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return fmt.Errorf("foreign_keys off: %w", err)
+	}
+	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`) }()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// foreignKeyCheck fails when PRAGMA foreign_key_check reports a row.
+func foreignKeyCheck(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check`)
+	if err != nil {
+		return fmt.Errorf("foreign_key_check: %w", err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		return fmt.Errorf("foreign_key_check: a row refers to a missing parent after the rebuild")
+	}
+	return rows.Err()
 }

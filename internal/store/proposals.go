@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
@@ -15,7 +16,7 @@ import (
 const proposalCols = `id, ticket_id, action_type, params, rationale, risks, urgency, status,
 	proposed_by, proposed_at, expires_at, approved_by, approved_at, rejected_by,
 	rejected_at, rejection_reason, executed_by, executed_at, finished_at, result,
-	updated_at`
+	updated_at, cluster_id, approval_expires_at`
 
 func scanProposal(sc scanner) (action.Proposal, error) {
 	var (
@@ -25,10 +26,12 @@ func scanProposal(sc scanner) (action.Proposal, error) {
 		result                                     sql.NullString
 		proposedAt, expiresAt, updatedAt           timeCol
 		approvedAt, rejectedAt, executedAt, finAt  timeCol
+		approvalExpires                            timeCol
 	)
 	err := sc.Scan(&p.ID, &p.TicketID, &p.ActionType, &params, &p.Rationale, &risks, &urgency,
 		&status, &p.ProposedBy, &proposedAt, &expiresAt, &approvedBy, &approvedAt, &rejectedBy,
-		&rejectedAt, &reason, &executedBy, &executedAt, &finAt, &result, &updatedAt)
+		&rejectedAt, &reason, &executedBy, &executedAt, &finAt, &result, &updatedAt,
+		&p.ClusterID, &approvalExpires)
 	if err != nil {
 		return action.Proposal{}, err
 	}
@@ -42,6 +45,7 @@ func scanProposal(sc scanner) (action.Proposal, error) {
 	p.ExecutedBy, p.Result = executedBy.String, result.String
 	p.ApprovedAt, p.RejectedAt = approvedAt.ptr(), rejectedAt.ptr()
 	p.ExecutedAt, p.FinishedAt = executedAt.ptr(), finAt.ptr()
+	p.ApprovalExpiresAt = approvalExpires.ptr()
 	return p, nil
 }
 
@@ -52,6 +56,7 @@ type proposalArgs struct {
 	rationale, risks, urgency string
 	proposedBy                string
 	proposedAt, expiresAt     string
+	clusterID                 string
 }
 
 func newProposalArgs(ticketID int64, p action.Proposal, backend string, now time.Time) (*proposalArgs, error) {
@@ -83,6 +88,7 @@ func newProposalArgs(ticketID int64, p action.Proposal, backend string, now time
 		ticketID: ticketID, actionType: p.ActionType, params: params,
 		rationale: p.Rationale, risks: string(rb), urgency: string(p.Urgency),
 		proposedBy: p.ProposedBy, proposedAt: fmtTime(p.ProposedAt), expiresAt: fmtTime(p.ExpiresAt),
+		clusterID: p.ClusterID,
 	}
 	if a.proposedBy == "" {
 		a.proposedBy = backend
@@ -97,10 +103,12 @@ func insertProposal(ctx context.Context, tx *sql.Tx, a *proposalArgs, now time.T
 	var id int64
 	err := tx.QueryRowContext(ctx, `INSERT INTO action_proposals
 	(ticket_id, action_type, params, rationale, risks, urgency, status, proposed_by,
-	 proposed_at, expires_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, 'proposed', ?, ?, ?, ?) RETURNING id`,
+	 proposed_at, expires_at, updated_at, cluster_id)
+VALUES (?, ?, ?, ?, ?, ?, 'proposed', ?, ?, ?, ?,
+	coalesce(nullif(?, ''), (SELECT cluster_id FROM tickets WHERE id = ?), ''))
+RETURNING id`,
 		a.ticketID, a.actionType, a.params, a.rationale, a.risks, a.urgency, a.proposedBy,
-		a.proposedAt, a.expiresAt, fmtTime(now)).Scan(&id)
+		a.proposedAt, a.expiresAt, fmtTime(now), a.clusterID, a.ticketID).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("insert proposal: %w", err)
 	}
@@ -231,25 +239,77 @@ func (s *Store) queryProposals(ctx context.Context, q string, args ...any) ([]ac
 	return out, nil
 }
 
-// Approve moves a proposed or dry_run proposal to approved, recording who
-// approved it (by, required) and when (now), and appends an audit record
-// (Event action.EventApproval, ApprovedBy by, Success true, Message
-// "approved by BY", StartedAt = FinishedAt = now) in the same
-// transaction, so the approval is in the hash chain. If now is after the
-// proposal's ExpiresAt, the proposal is moved to expired instead (that
-// change is committed, no record is written) and Approve returns it with
-// an error wrapping ErrExpired.
+// DefaultApprovalTTL is how long an approval authorises execution when
+// Approval.TTL is zero ([actions] approval-ttl).
+const DefaultApprovalTTL = 15 * time.Minute
+
+// Approval is one person's approval of a proposal, bound to exactly what
+// they approved. The store writes it as an approval record in the hash
+// chain carrying the identity, the role, a digest of the action type and
+// params (action.ActionDigest), the cluster id, the ticket id, the
+// evidence digest and the expiry.
+type Approval struct {
+	// By is the authenticated identity (OS user over the daemon's Unix
+	// socket, a token's name, or the auth proxy's user). Required.
+	By string
+	// Role is By's role (viewer, approver, admin).
+	Role string
+	// OnBehalfOf names the person an admin approves for ("" for none).
+	OnBehalfOf string
+	// EvidenceDigest is the hash of the proposal's latest dry-run record
+	// the approver saw, or "" when none was shown. When the proposal has a
+	// dry run and the digest names another one, the approval is refused
+	// (the evidence changed under the approver).
+	EvidenceDigest string
+	// TTL is how long the approval authorises execution; zero means
+	// DefaultApprovalTTL.
+	TTL time.Duration
+	// Required is how many distinct people must approve before the
+	// proposal becomes approved (the policy for its risk); < 1 means 1.
+	Required int
+}
+
+// ErrPolicy is returned (wrapped) when the store refuses an approval on
+// policy grounds it can check itself: the same person approving twice, or
+// evidence that changed under the approver.
+var ErrPolicy = errors.New("refused by approval policy")
+
+// Approve records an approval by `by` with the role approver and the
+// defaults of Approval (one approver, DefaultApprovalTTL, no evidence
+// digest); see ApproveBound. For tests and tools: the daemon approves
+// through executor.ApproveAs with the authenticated identity.
+func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time) (action.Proposal, error) {
+	p, _, err := s.ApproveBound(ctx, id, Approval{By: by, Role: "approver"}, now)
+	return p, err
+}
+
+// ApproveBound records a's approval of proposal id (proposed or dry_run)
+// in one transaction: it appends the approval record (event approval,
+// bound as described on Approval) and, when a.Required distinct people
+// have now approved it, moves it to approved with approved_by (the
+// approvers, comma-separated), approved_at = now and approval_expires_at
+// = the earliest approval's expiry. Until then the proposal keeps its
+// status. It returns the proposal and the number of distinct approvers so
+// far. If now is after the proposal's ExpiresAt, the proposal is moved to
+// expired instead (no record) and ErrExpired is returned.
 //
 // Errors: ErrNotFound; *action.ErrTransition when the proposal is in any
 // other status, including when a concurrent approver won; ErrExpired;
-// ErrInvalid for an empty approver.
-func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time) (action.Proposal, error) {
-	if by == "" {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w: approver is required", id, ErrInvalid)
+// ErrInvalid for an empty approver; ErrPolicy (wrapped) when a.By already
+// approved it, or a.EvidenceDigest does not name the latest dry run.
+func (s *Store) ApproveBound(ctx context.Context, id int64, a Approval, now time.Time) (action.Proposal, int, error) {
+	if a.By == "" {
+		return action.Proposal{}, 0, fmt.Errorf("approve action %d: %w: approver is required", id, ErrInvalid)
 	}
+	ttl := a.TTL
+	if ttl <= 0 {
+		ttl = DefaultApprovalTTL
+	}
+	required := max(a.Required, 1)
 	var (
 		out     action.Proposal
 		expired bool
+		count   int
 	)
 	ts := fmtTime(now)
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -265,24 +325,69 @@ func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time)
 			out, err = casProposal(ctx, tx, p, action.Expired, now, "")
 			return err
 		}
-		out, err = casProposal(ctx, tx, p, action.Approved, now, `approved_by = ?, approved_at = ?`, by, ts)
+		prior, err := queryRecords(ctx, tx, `SELECT `+recordCols+` FROM action_records WHERE proposal_id = ? AND event = 'approval' ORDER BY id`, id)
 		if err != nil {
 			return err
 		}
-		_, err = appendRecord(ctx, tx, out, action.Record{
-			Event: action.EventApproval, Success: true, ApprovedBy: by,
-			Message: "approved by " + by, StartedAt: now, FinishedAt: now,
-		}, now)
+		names := []string{}
+		earliest := now.Add(ttl)
+		for _, r := range prior {
+			if r.ExpiresAt != nil && !r.ExpiresAt.After(now) {
+				continue // an approval past its TTL no longer counts
+			}
+			if strings.EqualFold(r.ApprovedBy, a.By) {
+				return fmt.Errorf("%w: %s already approved action %d; another person must approve it", ErrPolicy, a.By, id)
+			}
+			names = append(names, r.ApprovedBy)
+			if r.ExpiresAt != nil && r.ExpiresAt.Before(earliest) {
+				earliest = *r.ExpiresAt
+			}
+		}
+		latest, err := queryRecords(ctx, tx, `SELECT `+recordCols+` FROM action_records WHERE proposal_id = ? AND event = 'dry_run' ORDER BY id DESC LIMIT 1`, id)
+		if err != nil {
+			return err
+		}
+		if a.EvidenceDigest != "" && (len(latest) == 0 || latest[0].Hash != a.EvidenceDigest) {
+			return fmt.Errorf("%w: the evidence shown to %s (dry run %.12s…) is not the latest dry run of action %d; look again before approving", ErrPolicy, a.By, a.EvidenceDigest, id)
+		}
+		evidence := a.EvidenceDigest
+		if evidence == "" && len(latest) > 0 {
+			evidence = latest[0].Hash
+		}
+		names = append(names, a.By)
+		count = len(names)
+		exp := now.Add(ttl)
+		msg := "approved by " + a.By
+		if a.OnBehalfOf != "" {
+			msg += " on behalf of " + a.OnBehalfOf
+		}
+		if count < required {
+			msg += fmt.Sprintf(" (approval %d of %d required)", count, required)
+		}
+		if _, err := s.appendRecord(ctx, tx, p, action.Record{
+			Event: action.EventApproval, Success: true, ApprovedBy: a.By, ActorRole: a.Role,
+			OnBehalfOf: a.OnBehalfOf, ActionDigest: action.ActionDigest(p.ActionType, p.Params),
+			EvidenceDigest: evidence, ExpiresAt: &exp, ClusterID: p.ClusterID,
+			Message: msg, StartedAt: now, FinishedAt: now,
+		}, now); err != nil {
+			return err
+		}
+		if count < required {
+			out = p
+			return nil
+		}
+		out, err = casProposal(ctx, tx, p, action.Approved, now,
+			`approved_by = ?, approved_at = ?, approval_expires_at = ?`, strings.Join(names, ","), ts, fmtTime(earliest))
 		return err
 	})
 	if err != nil {
-		return action.Proposal{}, fmt.Errorf("approve action %d: %w", id, err)
+		return action.Proposal{}, 0, fmt.Errorf("approve action %d: %w", id, err)
 	}
 	if expired {
-		return out, fmt.Errorf("approve action %d: %w at %s (proposed %s); ask for a new diagnosis",
+		return out, 0, fmt.Errorf("approve action %d: %w at %s (proposed %s); ask for a new diagnosis",
 			id, ErrExpired, out.ExpiresAt.Format(time.RFC3339), out.ProposedAt.Format(time.RFC3339))
 	}
-	return out, nil
+	return out, count, nil
 }
 
 // Reject moves a proposed or dry_run proposal to rejected, recording who
@@ -293,6 +398,14 @@ func (s *Store) Approve(ctx context.Context, id int64, by string, now time.Time)
 // Errors: ErrNotFound; *action.ErrTransition; ErrInvalid for an empty
 // rejecter or reason.
 func (s *Store) Reject(ctx context.Context, id int64, by, reason string, now time.Time) (action.Proposal, error) {
+	return s.RejectAs(ctx, id, Approval{By: by}, reason, now)
+}
+
+// RejectAs is Reject with the rejecter's authenticated role and, for an
+// admin acting for someone, the name they act for (a.Role, a.OnBehalfOf;
+// the other fields of a are ignored), recorded in the rejection record.
+func (s *Store) RejectAs(ctx context.Context, id int64, a Approval, reason string, now time.Time) (action.Proposal, error) {
+	by := a.By
 	if by == "" || reason == "" {
 		return action.Proposal{}, fmt.Errorf("reject action %d: %w: who and a reason are required", id, ErrInvalid)
 	}
@@ -308,9 +421,13 @@ func (s *Store) Reject(ctx context.Context, id int64, by, reason string, now tim
 		if err != nil {
 			return err
 		}
-		_, err = appendRecord(ctx, tx, p, action.Record{
-			Event: action.EventRejection, Success: false,
-			Message: "rejected by " + by + ": " + reason, StartedAt: now, FinishedAt: now,
+		msg := "rejected by " + by
+		if a.OnBehalfOf != "" {
+			msg += " on behalf of " + a.OnBehalfOf
+		}
+		_, err = s.appendRecord(ctx, tx, p, action.Record{
+			Event: action.EventRejection, Success: false, ActorRole: a.Role, OnBehalfOf: a.OnBehalfOf,
+			Message: msg + ": " + reason, StartedAt: now, FinishedAt: now,
 		}, now)
 		return err
 	})
@@ -321,7 +438,9 @@ func (s *Store) Reject(ctx context.Context, id int64, by, reason string, now tim
 }
 
 // ExpireProposals moves every proposed or dry_run proposal whose
-// ExpiresAt is before now to expired, and returns how many it moved.
+// ExpiresAt is before now to expired, and every approved proposal whose
+// approval expired (approval_expires_at before now) to expired with an
+// expiry record, and returns how many it moved.
 func (s *Store) ExpireProposals(ctx context.Context, now time.Time) (n int, err error) {
 	ts := fmtTime(now)
 	err = s.write(ctx, func(tx *sql.Tx) error {
@@ -331,8 +450,30 @@ WHERE status IN ('proposed', 'dry_run') AND expires_at < ?`, ts, ts)
 			return err
 		}
 		c, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
 		n = int(c)
-		return err
+		stale, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals
+WHERE status = 'approved' AND approval_expires_at IS NOT NULL AND approval_expires_at < ? ORDER BY id`, ts)
+		if err != nil {
+			return err
+		}
+		for _, p := range stale {
+			why := "approval expired at " + p.ApprovalExpiresAt.UTC().Format(time.RFC3339) + " before the executor claimed it"
+			np, err := casProposal(ctx, tx, p, action.Expired, now, `result = ?`, "expired: "+why)
+			if err != nil {
+				return err
+			}
+			if _, err := s.appendRecord(ctx, tx, np, action.Record{
+				Event: action.EventExpiry, Success: false, Message: "nothing sent to PD: " + why,
+				StartedAt: now, FinishedAt: now,
+			}, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("expire actions: %w", err)
@@ -395,9 +536,12 @@ func (s *Store) ClaimID(ctx context.Context, id int64, executor string, now time
 	return p, nil
 }
 
-// Finish ends an execution in one transaction: CAS executing -> to
-// (action.Completed or action.Failed), set Result and FinishedAt = now, and
-// append rec to the audit trail. Either both land or neither does.
+// Finish ends an execution in one transaction: CAS executing -> to, set
+// Result and FinishedAt = now, and append rec to the audit trail. Either
+// both land or neither does. to is action.Completed or action.Failed
+// (event execution), action.Expired (event expiry: the approval no longer
+// applied when the executor looked, nothing sent) or action.Refused
+// (event refusal: nothing sent).
 //
 // rec is completed from the proposal: ProposalID, TicketID, ActionType,
 // Params, ApprovedBy and ExecutedBy when empty, StartedAt defaults to the
@@ -409,12 +553,18 @@ func (s *Store) ClaimID(ctx context.Context, id int64, executor string, now time
 // executing; ErrInvalid for another target status, a record naming another
 // proposal, or malformed JSON.
 func (s *Store) Finish(ctx context.Context, id int64, to action.Status, result string, rec action.Record, now time.Time) (action.Record, error) {
-	if to != action.Completed && to != action.Failed {
-		return action.Record{}, fmt.Errorf("finish action %d: %w: final status must be %s or %s, not %q",
-			id, ErrInvalid, action.Completed, action.Failed, to)
+	switch to {
+	case action.Completed, action.Failed:
+		rec.Event = action.EventExecution
+	case action.Expired:
+		rec.Event = action.EventExpiry
+	case action.Refused:
+		rec.Event = action.EventRefusal
+	default:
+		return action.Record{}, fmt.Errorf("finish action %d: %w: final status must be %s, %s, %s or %s, not %q",
+			id, ErrInvalid, action.Completed, action.Failed, action.Expired, action.Refused, to)
 	}
 	rec.DryRun = false
-	rec.Event = action.EventExecution
 	rec.Success = to == action.Completed
 	if rec.Message == "" {
 		rec.Message = result
@@ -429,7 +579,7 @@ func (s *Store) Finish(ctx context.Context, id int64, to action.Status, result s
 		if err != nil {
 			return err
 		}
-		out, err = appendRecord(ctx, tx, np, rec, now)
+		out, err = s.appendRecord(ctx, tx, np, rec, now)
 		return err
 	})
 	if err != nil {
@@ -457,7 +607,7 @@ func (s *Store) RecordDryRun(ctx context.Context, id int64, rec action.Record, n
 		if err != nil {
 			return err
 		}
-		out, err = appendRecord(ctx, tx, np, rec, now)
+		out, err = s.appendRecord(ctx, tx, np, rec, now)
 		return err
 	})
 	if err != nil {

@@ -218,7 +218,7 @@ func TestExpireProposals(t *testing.T) {
 	b := proposed(t, s, "store:2")
 	c := proposed(t, s, "store:3")
 	s.RecordDryRun(ctx, b, action.Record{Success: true}, t0)
-	s.Approve(ctx, c, "alice", t0)
+	s.ApproveBound(ctx, c, Approval{By: "alice", TTL: 3 * time.Hour}, t0)
 	if n, err := s.ExpireProposals(ctx, t0.Add(time.Hour)); err != nil || n != 0 {
 		t.Errorf("expire at expires_at: n=%d err=%v", n, err)
 	}

@@ -13,23 +13,26 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/auditkey"
 )
 
 // recordCols is the column list scanRecord reads, in order.
 const recordCols = `id, proposal_id, ticket_id, action_type, params, dry_run, success, message,
 	approved_by, executed_by, started_at, finished_at, requests, state_before,
-	state_after, prev_hash, hash, event`
+	state_after, prev_hash, hash, event, hash_version, cluster_id, actor_role,
+	on_behalf_of, action_digest, evidence_digest, expires_at, mac`
 
 func scanRecord(sc scanner) (action.Record, error) {
 	var (
 		r                               action.Record
 		params, requests, before, after sql.NullString
-		startedAt, finishedAt           timeCol
+		startedAt, finishedAt, expires  timeCol
 		dryRun, success                 int64
 	)
 	err := sc.Scan(&r.ID, &r.ProposalID, &r.TicketID, &r.ActionType, &params, &dryRun, &success,
 		&r.Message, &r.ApprovedBy, &r.ExecutedBy, &startedAt, &finishedAt, &requests, &before,
-		&after, &r.PrevHash, &r.Hash, &r.Event)
+		&after, &r.PrevHash, &r.Hash, &r.Event, &r.HashVersion, &r.ClusterID, &r.ActorRole,
+		&r.OnBehalfOf, &r.ActionDigest, &r.EvidenceDigest, &expires, &r.Signature)
 	if err != nil {
 		return action.Record{}, err
 	}
@@ -37,38 +40,88 @@ func scanRecord(sc scanner) (action.Record, error) {
 	r.StateBefore, r.StateAfter = jsonCol(before), jsonCol(after)
 	r.DryRun, r.Success = dryRun != 0, success != 0
 	r.StartedAt, r.FinishedAt = startedAt.t, finishedAt.t
+	r.ExpiresAt = expires.ptr()
 	return r, nil
 }
 
-// RecordHash returns the hex SHA-256 that chains rec to its predecessor:
+// RecordHash returns the hex SHA-256 that chains rec to its predecessor,
+// in the encoding rec.HashVersion names (action.HashV2 when 0).
+//
+// Version 2 (every record written since schema version 3):
+//
+//	hash = lowercase hex of SHA-256(
+//	    "operator.action_record.v2\n" ||
+//	    field("prev_hash", …) || field("id", …) || field("proposal_id", …) ||
+//	    field("ticket_id", …) || field("cluster_id", …) || field("event", …) ||
+//	    field("action_type", …) || field("params", …) || field("dry_run", …) ||
+//	    field("success", …) || field("message", …) || field("approved_by", …) ||
+//	    field("actor_role", …) || field("on_behalf_of", …) ||
+//	    field("executed_by", …) || field("started_at", …) ||
+//	    field("finished_at", …) || field("expires_at", …) ||
+//	    field("action_digest", …) || field("evidence_digest", …) ||
+//	    field("requests", …) || field("state_before", …) ||
+//	    field("state_after", …))
+//
+// Version 1 (records written before schema version 3):
 //
 //	hash = lowercase hex of SHA-256(
 //	    "operator.action_record.v1\n" ||
-//	    field("prev_hash", rec.PrevHash) ||
-//	    field("id", …) || field("proposal_id", …) || field("ticket_id", …) ||
-//	    field("action_type", …) || field("params", …) || field("dry_run", …) ||
-//	    field("success", …) || field("message", …) || field("approved_by", …) ||
-//	    field("executed_by", …) || field("started_at", …) ||
-//	    field("finished_at", …) || field("requests", …) ||
-//	    field("state_before", …) || field("state_after", …))
+//	    field("prev_hash", …) || field("id", …) || field("proposal_id", …) ||
+//	    field("ticket_id", …) || field("action_type", …) || field("params", …) ||
+//	    field("dry_run", …) || field("success", …) || field("message", …) ||
+//	    field("approved_by", …) || field("executed_by", …) ||
+//	    field("started_at", …) || field("finished_at", …) ||
+//	    field("requests", …) || field("state_before", …) ||
+//	    field("state_after", …) [|| field("event", …) for approvals and rejections])
 //
 //	field(name, value) = name || "=" || decimal byte length of value || ":" || value || "\n"
 //
 // Values: integers in base 10; booleans "true" or "false"; times in UTC as
-// "2006-01-02T15:04:05.000000000Z" ("" for the zero time); JSON fields as
-// their stored bytes, verbatim ("" for none); strings as their UTF-8
-// bytes. The length prefix makes the encoding unambiguous whatever the
-// values contain. Every stored column except hash itself is covered,
-// including id, so moving a record to another id breaks its hash.
-//
-// The event column (schema version 2) is covered only when it is
-// action.EventApproval or action.EventRejection: then
-// field("event", rec.Event) follows field("state_after", …). For
-// "execution" and "dry_run" (and "") it is left out, so records written
-// before events existed keep their hashes; for them the event is implied
-// by dry_run, which is covered. Turning an approval or rejection into
-// another event therefore changes the hash either way.
+// "2006-01-02T15:04:05.000000000Z" ("" for the zero time or none); JSON
+// fields as their stored bytes, verbatim ("" for none); strings as their
+// UTF-8 bytes. The length prefix makes the encoding unambiguous. The
+// version prefix means a record cannot be relabelled to another version
+// without its hash changing. The signature (mac column) is over the hash
+// and is not itself hashed.
 func RecordHash(rec action.Record) string {
+	if rec.HashVersion == action.HashV1 {
+		return recordHashV1(rec)
+	}
+	h := sha256.New()
+	h.Write([]byte("operator.action_record.v2\n"))
+	field := func(name, v string) { writeField(h, name, v) }
+	field("prev_hash", rec.PrevHash)
+	field("id", strconv.FormatInt(rec.ID, 10))
+	field("proposal_id", strconv.FormatInt(rec.ProposalID, 10))
+	field("ticket_id", strconv.FormatInt(rec.TicketID, 10))
+	field("cluster_id", rec.ClusterID)
+	field("event", rec.Event)
+	field("action_type", rec.ActionType)
+	field("params", string(rec.Params))
+	field("dry_run", strconv.FormatBool(rec.DryRun))
+	field("success", strconv.FormatBool(rec.Success))
+	field("message", rec.Message)
+	field("approved_by", rec.ApprovedBy)
+	field("actor_role", rec.ActorRole)
+	field("on_behalf_of", rec.OnBehalfOf)
+	field("executed_by", rec.ExecutedBy)
+	field("started_at", hashTime(rec.StartedAt))
+	field("finished_at", hashTime(rec.FinishedAt))
+	var exp time.Time
+	if rec.ExpiresAt != nil {
+		exp = *rec.ExpiresAt
+	}
+	field("expires_at", hashTime(exp))
+	field("action_digest", rec.ActionDigest)
+	field("evidence_digest", rec.EvidenceDigest)
+	field("requests", string(rec.Requests))
+	field("state_before", string(rec.StateBefore))
+	field("state_after", string(rec.StateAfter))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// recordHashV1 is the version 1 encoding (see RecordHash).
+func recordHashV1(rec action.Record) string {
 	h := sha256.New()
 	h.Write([]byte("operator.action_record.v1\n"))
 	field := func(name, v string) { writeField(h, name, v) }
@@ -136,7 +189,7 @@ func (s *Store) AppendRecord(ctx context.Context, rec action.Record) (action.Rec
 		if err != nil {
 			return err
 		}
-		out, err = appendRecord(ctx, tx, p, rec, rec.FinishedAt)
+		out, err = s.appendRecord(ctx, tx, p, rec, rec.FinishedAt)
 		return err
 	})
 	if err != nil {
@@ -146,8 +199,11 @@ func (s *Store) AppendRecord(ctx context.Context, rec action.Record) (action.Rec
 }
 
 // appendRecord completes rec from proposal p, links it to the newest
-// record and inserts it, inside tx.
-func appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal, rec action.Record, now time.Time) (action.Record, error) {
+// record, signs it with the store's audit key (when set) and inserts it,
+// inside tx. Records are always written in hash version 2, tagged with
+// the store's cluster id unless rec names one. Call afterAppend with the
+// result once tx has committed.
+func (s *Store) appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal, rec action.Record, now time.Time) (action.Record, error) {
 	if rec.ProposalID != 0 && rec.ProposalID != p.ID {
 		return action.Record{}, fmt.Errorf("%w: record names action %d, not %d", ErrInvalid, rec.ProposalID, p.ID)
 	}
@@ -172,8 +228,7 @@ func appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal, rec action
 		rec.Event = action.EventDryRun
 	case rec.Event == "":
 		rec.Event = action.EventExecution
-	case rec.Event != action.EventExecution && rec.Event != action.EventDryRun &&
-		rec.Event != action.EventApproval && rec.Event != action.EventRejection:
+	case !action.ValidEvent(rec.Event):
 		return action.Record{}, fmt.Errorf("%w: unknown record event %q", ErrInvalid, rec.Event)
 	}
 	if rec.DryRun != (rec.Event == action.EventDryRun) {
@@ -221,15 +276,33 @@ func appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal, rec action
 	}
 	rec.ID = max(lastID, seq.Int64) + 1
 	rec.PrevHash = lastHash
+	rec.HashVersion = action.HashV2
+	if rec.ClusterID == "" {
+		rec.ClusterID = p.ClusterID
+	}
+	if rec.ClusterID == "" {
+		rec.ClusterID = s.ClusterID()
+	}
+	if rec.ExpiresAt != nil {
+		t := rec.ExpiresAt.UTC()
+		rec.ExpiresAt = &t
+	}
 	rec.Hash = RecordHash(rec)
+	rec.Signature = ""
+	if s.signer != nil {
+		rec.Signature = s.signer.Sign(rec.Hash)
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO action_records (`+recordCols+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		rec.ID, rec.ProposalID, rec.TicketID, rec.ActionType, args[0], rec.DryRun, rec.Success,
 		rec.Message, rec.ApprovedBy, rec.ExecutedBy, fmtTime(rec.StartedAt), fmtTime(rec.FinishedAt),
-		args[1], args[2], args[3], rec.PrevHash, rec.Hash, rec.Event)
+		args[1], args[2], args[3], rec.PrevHash, rec.Hash, rec.Event, rec.HashVersion, rec.ClusterID,
+		rec.ActorRole, rec.OnBehalfOf, rec.ActionDigest, rec.EvidenceDigest, nullTime(rec.ExpiresAt), rec.Signature)
 	if err != nil {
 		return action.Record{}, fmt.Errorf("insert record: %w", err)
 	}
+	// write() hands it to afterAppend once the transaction commits.
+	s.pending = append(s.pending, rec)
 	return rec, nil
 }
 
@@ -306,6 +379,14 @@ const (
 	// BreakLink: the record's prev_hash is not the previous record's hash
 	// although the ids are consecutive (records reordered or replaced).
 	BreakLink BreakKind = "link"
+	// BreakForged: the record's signature does not verify with the audit
+	// public key (written by someone without the daemon's key), or a
+	// record claims the old hash version after newer records.
+	BreakForged BreakKind = "forged"
+	// BreakTrimmed: the checkpoint kept outside the database names a
+	// record the database no longer has (a wiped chain, a deleted tail, a
+	// reset sequence), or a head whose hash differs (a rewritten chain).
+	BreakTrimmed BreakKind = "trimmed"
 )
 
 // Break describes the first defect in the chain.
@@ -323,25 +404,55 @@ type VerifyReport struct {
 	Records int `json:"records"`
 	// OK is true when no defect was found.
 	OK bool `json:"ok"`
-	// HeadID and HeadHash identify the newest record checked; write them
-	// down elsewhere to detect a later rewrite of the whole chain.
+	// HeadID and HeadHash identify the newest record checked.
 	HeadID   int64  `json:"head_id"`
 	HeadHash string `json:"head_hash"`
+	// Signed is how many records carried a signature that verified.
+	Signed int `json:"signed"`
+	// SignaturesChecked tells whether a public key was available; without
+	// one, signatures are not checked (Warnings says so).
+	SignaturesChecked bool `json:"signatures_checked"`
+	// CheckpointID and CheckpointHash are the newest head in the
+	// checkpoint file (0 and "" without one).
+	CheckpointID   int64  `json:"checkpoint_id,omitempty"`
+	CheckpointHash string `json:"checkpoint_hash,omitempty"`
+	// Warnings are findings that do not break the chain (no key, no
+	// checkpoint, unverifiable checkpoint lines).
+	Warnings []string `json:"warnings,omitempty"`
 	// Broken is the first defect, nil when OK.
 	Broken *Break `json:"broken,omitempty"`
 }
 
-// Verify walks the audit chain in id order and reports the first broken
-// record: content that does not match its hash (BreakEdited), a missing
-// row (BreakMissing: id gap, dangling first prev_hash, or deleted tail
-// detected through sqlite_sequence), or a prev_hash that does not match
-// the previous record (BreakLink, e.g. a reordered chain). A defect is
-// reported in the VerifyReport, not as an error; err is only for failing
-// to read. A rewrite of the entire chain with recomputed hashes is not
-// detectable from inside the file; compare HeadHash with a copy kept
-// elsewhere for that.
+// VerifyOptions adds what lives outside the database to Verify.
+type VerifyOptions struct {
+	// PublicKey verifies record signatures; nil skips that check (with a
+	// warning).
+	PublicKey *auditkey.PublicKey
+	// KeyDir is the directory of the checkpoint file (audit.checkpoint);
+	// "" skips the checkpoint comparison (with a warning).
+	KeyDir string
+}
+
+// Verify walks the audit chain without the outside checks; see
+// VerifyWith.
 func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
-	var rep VerifyReport
+	return s.VerifyWith(ctx, VerifyOptions{})
+}
+
+// VerifyWith walks the audit chain in id order and reports the first
+// defect: content that does not match its hash (BreakEdited: the hash
+// covers every field in version 2, and a version 1 record's event must
+// agree with its dry_run flag), a missing row (BreakMissing: id gap,
+// dangling first prev_hash, or a deleted tail seen through
+// sqlite_sequence), a prev_hash that does not match the previous record
+// (BreakLink), a signature that does not verify or a version 1 record
+// after version 2 ones (BreakForged), and, against the checkpoint file, a
+// chain shorter than a head recorded outside the database or a head whose
+// hash changed (BreakTrimmed: a wipe, trimmed tail or reset sequence). A
+// defect is reported in the VerifyReport, not as an error; err is only for
+// failing to read.
+func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, error) {
+	rep := VerifyReport{SignaturesChecked: o.PublicKey != nil}
 	// Read the sequence first: a record appended during the walk then
 	// raises max(id) above it, never the reverse, so no false alarm.
 	var seq sql.NullInt64
@@ -349,6 +460,36 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return rep, fmt.Errorf("verify: read record sequence: %w", err)
 	}
+	var heads []auditkey.Head
+	if o.KeyDir != "" {
+		var bad int
+		heads, bad, err = auditkey.ReadHeads(o.KeyDir, o.PublicKey)
+		if err != nil {
+			return rep, fmt.Errorf("verify: %w", err)
+		}
+		if bad > 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d checkpoint lines did not parse or verify and were ignored", bad))
+		}
+		if len(heads) == 0 {
+			rep.Warnings = append(rep.Warnings, "no checkpoint outside the database yet: a wiped or trimmed chain cannot be told from a new one")
+		}
+	} else {
+		rep.Warnings = append(rep.Warnings, "checkpoint not checked (no key directory)")
+	}
+	if o.PublicKey == nil {
+		rep.Warnings = append(rep.Warnings, "signatures not checked (no audit public key)")
+	}
+	// The newest head per id, to compare hashes as the walk passes them.
+	headAt := map[int64]string{}
+	var maxHead auditkey.Head
+	for _, h := range heads {
+		headAt[h.ID] = h.Hash
+		if h.ID > maxHead.ID {
+			maxHead = h
+		}
+	}
+	rep.CheckpointID, rep.CheckpointHash = maxHead.ID, maxHead.Hash
+
 	// One statement reads one consistent snapshot (WAL).
 	rows, err := s.db.QueryContext(ctx, `SELECT `+recordCols+` FROM action_records ORDER BY id`)
 	if err != nil {
@@ -356,6 +497,7 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 	}
 	defer rows.Close()
 	var prev *action.Record
+	sawV2 := false
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
@@ -376,12 +518,57 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 				Detail: fmt.Sprintf("record %d content does not match its hash (stored %.12s…, computed %.12s…)", r.ID, r.Hash, got)}
 			return rep, nil
 		}
+		switch r.HashVersion {
+		case action.HashV1:
+			if sawV2 {
+				rep.Broken = &Break{ID: r.ID, Kind: BreakForged,
+					Detail: fmt.Sprintf("record %d claims hash version 1 after version 2 records: version 1 is only for records older than schema 3", r.ID)}
+				return rep, nil
+			}
+			if (r.Event == action.EventDryRun) != r.DryRun || (r.Event != action.EventExecution && r.Event != action.EventDryRun &&
+				r.Event != action.EventApproval && r.Event != action.EventRejection) {
+				rep.Broken = &Break{ID: r.ID, Kind: BreakEdited,
+					Detail: fmt.Sprintf("record %d event %q does not agree with its hashed dry_run=%t (relabelled)", r.ID, r.Event, r.DryRun)}
+				return rep, nil
+			}
+		case action.HashV2:
+			sawV2 = true
+			if o.PublicKey != nil {
+				if !o.PublicKey.Verify(r.Hash, r.Signature) {
+					detail := fmt.Sprintf("record %d signature does not verify with the audit public key: it was not written by the daemon", r.ID)
+					if r.Signature == "" {
+						detail = fmt.Sprintf("record %d is not signed: it was not written by the daemon", r.ID)
+					}
+					rep.Broken = &Break{ID: r.ID, Kind: BreakForged, Detail: detail}
+					return rep, nil
+				}
+				rep.Signed++
+			}
+		default:
+			rep.Broken = &Break{ID: r.ID, Kind: BreakEdited, Detail: fmt.Sprintf("record %d has unknown hash version %d", r.ID, r.HashVersion)}
+			return rep, nil
+		}
+		if want, ok := headAt[r.ID]; ok && want != r.Hash {
+			rep.Broken = &Break{ID: r.ID, Kind: BreakTrimmed,
+				Detail: fmt.Sprintf("record %d has hash %.12s…, but the checkpoint outside the database recorded %.12s… for it: the chain was rewritten", r.ID, r.Hash, want)}
+			return rep, nil
+		}
 		rep.Records++
 		rep.HeadID, rep.HeadHash = r.ID, r.Hash
 		prev = &r
 	}
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("verify: %w", err)
+	}
+	if maxHead.ID > rep.HeadID {
+		what := fmt.Sprintf("records %d..%d are gone", rep.HeadID+1, maxHead.ID)
+		if rep.HeadID == 0 {
+			what = "every record is gone (the chain was wiped)"
+		}
+		rep.Broken = &Break{ID: rep.HeadID + 1, Kind: BreakTrimmed,
+			Detail: fmt.Sprintf("the checkpoint outside the database says record %d (hash %.12s…) existed at %s, but the database ends at %d: %s",
+				maxHead.ID, maxHead.Hash, maxHead.At.Format(time.RFC3339), rep.HeadID, what)}
+		return rep, nil
 	}
 	if seq.Valid && seq.Int64 > rep.HeadID {
 		rep.Broken = &Break{ID: rep.HeadID + 1, Kind: BreakMissing,

@@ -79,7 +79,7 @@ func TestRecordHashVector(t *testing.T) {
 		Message: "ok", ApprovedBy: "alice", ExecutedBy: "host:1",
 		StartedAt: t0, FinishedAt: t0.Add(1500 * time.Millisecond),
 		Requests: json.RawMessage(`[]`), StateBefore: json.RawMessage(`{"a":1}`),
-		PrevHash: strings.Repeat("ab", 32),
+		PrevHash: strings.Repeat("ab", 32), HashVersion: action.HashV1,
 	}
 	got := RecordHash(r)
 	if len(got) != 64 {
@@ -196,10 +196,10 @@ VALUES (1, 'remove_store', '{"store_id":4}', 'proposed', ?, ?, ?)`, ts, fmtTime(
 	old := []action.Record{
 		{ID: 1, ProposalID: 1, TicketID: 1, ActionType: "remove_store", Params: json.RawMessage(`{"store_id":4}`),
 			Success: true, Message: "store 4 removed", ApprovedBy: "alice", ExecutedBy: "host:1",
-			StartedAt: t0, FinishedAt: t0.Add(time.Second), Requests: json.RawMessage(`[]`)},
+			StartedAt: t0, FinishedAt: t0.Add(time.Second), Requests: json.RawMessage(`[]`), HashVersion: action.HashV1},
 		{ID: 2, ProposalID: 2, TicketID: 1, ActionType: "remove_store", Params: json.RawMessage(`{"store_id":4}`),
 			DryRun: true, Success: true, Message: "valid", ExecutedBy: "carol",
-			StartedAt: t0.Add(time.Minute), FinishedAt: t0.Add(time.Minute)},
+			StartedAt: t0.Add(time.Minute), FinishedAt: t0.Add(time.Minute), HashVersion: action.HashV1},
 	}
 	for i := range old {
 		if i > 0 {

@@ -45,7 +45,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/auditkey"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -99,6 +103,17 @@ type Store struct {
 	// wsem serialises this handle's write transactions (capacity 1), so
 	// in-process writers queue here rather than in SQLite's busy handler.
 	wsem chan struct{}
+
+	// integrity: see integrity.go.
+	imu        sync.RWMutex
+	cluster    string
+	signer     *auditkey.Key
+	checkpoint *auditkey.Checkpoint
+	onAppend   func(action.Record)
+	// pending holds the records appended by the write transaction in
+	// progress (guarded by wsem); write() passes them to afterAppend after
+	// the commit and drops them on rollback.
+	pending []action.Record
 }
 
 // Open opens (and with Options.Create, creates) the database at path, sets
@@ -254,17 +269,24 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	defer func() { <-s.wsem }()
 
+	s.pending = s.pending[:0]
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
+		s.pending = s.pending[:0]
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		s.pending = s.pending[:0]
 		return fmt.Errorf("commit: %w", err)
 	}
+	for _, rec := range s.pending {
+		s.afterAppend(rec)
+	}
+	s.pending = s.pending[:0]
 	return nil
 }
 

@@ -17,7 +17,7 @@ const ticketCols = `id, key, invariant, subject, severity, status, summary, evid
 	first_evidence, first_seen, last_seen, occurrences, cleared_at, resolved_at,
 	previous_id, diagnosis_markdown, diagnosis_json, diagnosed_at, diagnosis_backend,
 	input_tokens, output_tokens, diagnosis_attempts, next_diagnosis_at,
-	last_diagnosis_error, updated_at`
+	last_diagnosis_error, updated_at, root_id, cluster_id`
 
 func scanTicket(sc scanner) (ticket.Ticket, error) {
 	var (
@@ -26,13 +26,13 @@ func scanTicket(sc scanner) (ticket.Ticket, error) {
 		evidence, firstEvidence, diagJSON         sql.NullString
 		firstSeen, lastSeen, updatedAt            timeCol
 		clearedAt, resolvedAt, diagnosedAt, nextD timeCol
-		prev                                      sql.NullInt64
+		prev, root                                sql.NullInt64
 	)
 	err := sc.Scan(&t.ID, &t.Key, &t.Invariant, &t.Subject, &severity, &status, &t.Summary,
 		&evidence, &firstEvidence, &firstSeen, &lastSeen, &t.Occurrences, &clearedAt,
 		&resolvedAt, &prev, &t.DiagnosisMarkdown, &diagJSON, &diagnosedAt,
 		&t.DiagnosisBackend, &t.InputTokens, &t.OutputTokens, &t.DiagnosisAttempts,
-		&nextD, &t.LastDiagnosisErr, &updatedAt)
+		&nextD, &t.LastDiagnosisErr, &updatedAt, &root, &t.ClusterID)
 	if err != nil {
 		return ticket.Ticket{}, err
 	}
@@ -47,6 +47,10 @@ func scanTicket(sc scanner) (ticket.Ticket, error) {
 	if prev.Valid {
 		id := prev.Int64
 		t.PreviousID = &id
+	}
+	if root.Valid {
+		id := root.Int64
+		t.RootID = &id
 	}
 	return t, nil
 }
@@ -100,10 +104,10 @@ RETURNING `+ticketCols, ts, ev, string(obs.Severity), obs.Summary, key)
 		}
 		row = tx.QueryRowContext(ctx, `INSERT INTO tickets
 	(key, invariant, subject, severity, status, summary, evidence, first_evidence,
-	 first_seen, last_seen, occurrences, previous_id, updated_at)
+	 first_seen, last_seen, occurrences, previous_id, updated_at, cluster_id)
 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6, ?7, ?7, 1,
-	(SELECT max(id) FROM tickets WHERE key = ?1 AND status = 'resolved'), ?7)
-RETURNING `+ticketCols, key, obs.Invariant, obs.Subject, string(obs.Severity), obs.Summary, ev, ts)
+	(SELECT max(id) FROM tickets WHERE key = ?1 AND status = 'resolved'), ?7, ?8)
+RETURNING `+ticketCols, key, obs.Invariant, obs.Subject, string(obs.Severity), obs.Summary, ev, ts, s.ClusterID())
 		if t, err = scanTicket(row); err != nil {
 			return fmt.Errorf("insert ticket: %w", err)
 		}
@@ -182,6 +186,9 @@ ORDER BY id`, string(names))
 			}
 			t, err := casTicket(ctx, tx, c.id, ticket.Resolved, now, `resolved_at = ?`, ts)
 			if err != nil {
+				return err
+			}
+			if err := s.expireTicketProposalsTx(ctx, tx, c.id, now, "its ticket resolved (the invariant held for the quiet period)"); err != nil {
 				return err
 			}
 			resolved = append(resolved, t)
@@ -466,9 +473,11 @@ func (s *Store) Reopen(ctx context.Context, ticketID int64, now time.Time) error
 func (s *Store) ResolveTicket(ctx context.Context, id int64, now time.Time) error {
 	ts := fmtTime(now)
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := casTicket(ctx, tx, id, ticket.Resolved, now,
-			`resolved_at = ?, cleared_at = coalesce(cleared_at, ?)`, ts, ts)
-		return err
+		if _, err := casTicket(ctx, tx, id, ticket.Resolved, now,
+			`resolved_at = ?, cleared_at = coalesce(cleared_at, ?)`, ts, ts); err != nil {
+			return err
+		}
+		return s.expireTicketProposalsTx(ctx, tx, id, now, "its ticket resolved (the invariant holds again)")
 	})
 	if err != nil {
 		return fmt.Errorf("resolve ticket %d: %w", id, err)

@@ -97,6 +97,13 @@ type Ticket struct {
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
 	// PreviousID links to the resolved ticket with the same key, if any.
 	PreviousID *int64 `json:"previous_id,omitempty"`
+	// RootID links to the root ticket of the incident this ticket is a
+	// symptom of (a store_down ticket for the region_down_peer ticket it
+	// causes), set by the monitor; nil for a root or an unlinked ticket.
+	RootID *int64 `json:"root_id,omitempty"`
+	// ClusterID is PD's cluster id (GET /pd/api/v1/cluster) of the cluster
+	// the ticket was opened for.
+	ClusterID string `json:"cluster_id,omitempty"`
 
 	// Diagnosis, stored as readable markdown and as JSON.
 	DiagnosisMarkdown string          `json:"diagnosis_markdown,omitempty"`

@@ -3,6 +3,7 @@ package tikv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 
@@ -45,34 +46,49 @@ type limitParams struct {
 // and set_replica_schedule_limit: POST /pd/api/v1/config {key: limit},
 // verified through GET /pd/api/v1/config/schedule.
 func scheduleLimit(name, key, what string) *pdAction {
+	minLimit, risk, capacity := 0.0, action.RiskMedium, false
+	desc := fmt.Sprintf("Set PD's %s: %s. 0 stops that kind of scheduling.", key, what)
+	if key == "replica-schedule-limit" {
+		// 0 would stop PD re-replicating a lost store's data: refused, and
+		// lowering it slows repair, so the action is high risk and
+		// serialised with the other capacity-reducing actions.
+		minLimit, risk, capacity = 1, action.RiskHigh, true
+		desc = fmt.Sprintf("Set PD's %s: %s. Minimum 1: 0 would stop PD repairing lost replicas.", key, what)
+	}
 	spec := action.Spec{
 		Name:        name,
-		Description: fmt.Sprintf("Set PD's %s: %s. 0 stops that kind of scheduling.", key, what),
+		Description: desc,
 		Params: []action.Param{{
-			Name: "limit", Type: action.ParamInteger, Required: true, Min: floatPtr(0), Max: floatPtr(MaxScheduleLimit),
-			Description: fmt.Sprintf("new %s, a non-negative integer", key),
+			Name: "limit", Type: action.ParamInteger, Required: true, Min: floatPtr(minLimit), Max: floatPtr(MaxScheduleLimit),
+			Description: fmt.Sprintf("new %s, an integer >= %g", key, minLimit),
 		}},
-		Risk:       action.RiskMedium,
+		Risk:       risk,
 		Reversible: true,
 		Rollback:   fmt.Sprintf("%s with limit = the previous value recorded in previous[%q]", name, key),
+		Capacity:   capacity,
 	}
 	return &pdAction{spec: spec, plan: func(ctx context.Context, c *pd.Client, raw json.RawMessage) (*plan, error) {
 		var prm limitParams
 		if err := action.DecodeParams(spec, raw, &prm); err != nil {
 			return invalidParams(err), nil
 		}
-		sc, err := c.ScheduleConfig(ctx)
+		v, err := scheduleView(ctx, c)
 		if err != nil {
 			return nil, err
 		}
 		p := &plan{}
-		old := scheduleLimitValue(sc, key)
-		p.check("config_readable", true, "current %s is %d", key, old)
+		old, err := v.uint(key)
+		if !p.check("config_readable", err == nil, "%s", errText(err, fmt.Sprintf("current %s is %d", key, old))) {
+			return p, nil
+		}
 		if old == prm.Limit {
 			p.warn("%s is already %d: the request changes nothing", key, old)
 		}
 		if prm.Limit == 0 {
 			p.warn("%s 0 stops this kind of scheduling until raised again", key)
+		}
+		if capacity && prm.Limit < old {
+			p.warn("lowering %s from %d to %d slows PD's repair of missing replicas", key, old, prm.Limit)
 		}
 		p.previous = map[string]any{key: old}
 		p.steps = []step{configStep(c, map[string]any{key: prm.Limit})}
@@ -119,24 +135,36 @@ func lowSpaceThreshold() *pdAction {
 		if err := action.DecodeParams(spec, raw, &prm); err != nil {
 			return invalidParams(err), nil
 		}
-		sc, err := c.ScheduleConfig(ctx)
+		v, err := scheduleView(ctx, c)
 		if err != nil {
 			return nil, err
 		}
 		p := &plan{}
+		high, herr := v.raw("high-space-ratio")
+		var highRatio float64
+		if herr == nil {
+			if e := json.Unmarshal(high, &highRatio); e != nil || highRatio < 0 || highRatio > 1 {
+				herr = fmt.Errorf("high-space-ratio in %s is not a ratio in [0, 1]: %.40s", endpointSchedule, string(high))
+			}
+		}
+		oldRatio, lerr := v.ratio("low-space-ratio")
+		if !p.check("config_readable", herr == nil && lerr == nil, "%s", errText(errors.Join(herr, lerr),
+			fmt.Sprintf("low-space-ratio %g, high-space-ratio %g", oldRatio, highRatio))) {
+			return p, nil
+		}
 		ratio := math.Round(prm.Percent*1e4) / 1e6 // percent/100, rounded to 6 decimals
-		p.check("above_high_space_ratio", ratio > sc.HighSpaceRatio,
-			"low-space-ratio %g must be larger than high-space-ratio %g", ratio, sc.HighSpaceRatio)
+		p.check("above_high_space_ratio", ratio > highRatio,
+			"low-space-ratio %g must be larger than high-space-ratio %g", ratio, highRatio)
 		p.check("at_most_one", ratio <= 1, "low-space-ratio %g must be at most 1", ratio)
-		if ratio == sc.LowSpaceRatio {
+		if ratio == oldRatio {
 			p.warn("low-space-ratio is already %g: the request changes nothing", ratio)
 		}
 		if ratio > 0.95 {
 			p.warn("low-space-ratio %g lets stores fill to %g%% before PD reacts; TiKV refuses writes when its disk is full", ratio, ratio*100)
 		}
-		p.previous = map[string]any{"low-space-ratio": sc.LowSpaceRatio}
+		p.previous = map[string]any{"low-space-ratio": oldRatio}
 		p.steps = []step{configStep(c, map[string]any{"low-space-ratio": ratio})}
-		p.summary = fmt.Sprintf("set low-space-ratio from %g to %g", sc.LowSpaceRatio, ratio)
+		p.summary = fmt.Sprintf("set low-space-ratio from %g to %g", oldRatio, ratio)
 		p.verify = func(ctx context.Context) (verdict, error) {
 			now, err := c.ScheduleConfig(ctx)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/pd"
@@ -17,15 +18,18 @@ import (
 type regionState struct {
 	region *pd.Region
 	stores []pd.StoreInfo
+	// now is PD's clock when the stores were read (zero if PD sent no
+	// Date header).
+	now time.Time
 	// prevOp is the operator PD shows for the region before ours (nil if
 	// none); a running one blocks ours.
-	prevOp      *pd.RegionOperator
-	maxReplicas uint64
+	prevOp *pd.RegionOperator
 }
 
-// loadRegion reads the region, the stores, the region's operator and
-// max-replicas, recording the "region exists" and "no running operator"
-// checks. It returns nil state (and no error) when the region is unknown.
+// loadRegion reads the region, the stores (with PD's clock) and the
+// region's operator, recording the "region exists" and "no running
+// operator" checks. It returns nil state (and no error) when the region is
+// unknown.
 func loadRegion(ctx context.Context, c *pd.Client, p *plan, regionID uint64) (*regionState, error) {
 	region, err := c.Region(ctx, regionID)
 	if errors.Is(err, pd.ErrRegionNotFound) {
@@ -37,7 +41,7 @@ func loadRegion(ctx context.Context, c *pd.Client, p *plan, regionID uint64) (*r
 	}
 	p.check("region_exists", true, "region %d exists (epoch %d/%d, %d peers, leader on store %d)",
 		regionID, region.Epoch.ConfVer, region.Epoch.Version, len(region.Peers), region.Leader.StoreID)
-	stores, err := c.Stores(ctx)
+	stores, now, err := c.StoresWithTime(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -50,13 +54,7 @@ func loadRegion(ctx context.Context, c *pd.Client, p *plan, regionID uint64) (*r
 	} else {
 		p.check("no_running_operator", true, "no operator running on region %d", regionID)
 	}
-	rs := &regionState{region: region, stores: stores, prevOp: op}
-	if rc, err := c.ReplicationConfig(ctx); err == nil {
-		rs.maxReplicas = rc.MaxReplicas
-	} else {
-		p.warn("could not read max-replicas: %v", err)
-	}
-	return rs, nil
+	return &regionState{region: region, stores: stores, now: now, prevOp: op}, nil
 }
 
 func (rs *regionState) ignoreDesc() string {
@@ -66,14 +64,21 @@ func (rs *regionState) ignoreDesc() string {
 	return rs.prevOp.Desc
 }
 
-// checkTargetStore records that store id exists, is Up and is a TiKV
-// store (TiFlash stores only hold learners of columnar replicas).
-func checkTargetStore(p *plan, stores []pd.StoreInfo, id uint64) bool {
+// checkTargetStore records that store id exists, is Up in a known state,
+// has sent a store heartbeat within MaxHeartbeatIntervals store-heartbeat
+// intervals (a store stopped seconds ago still shows Up in PD for 20 s)
+// and is a TiKV store (TiFlash stores only hold learners of columnar
+// replicas).
+func checkTargetStore(ctx context.Context, p *plan, stores []pd.StoreInfo, now time.Time, id uint64) bool {
 	s := findStore(stores, id)
 	if !p.check("target_store_exists", s != nil, "store %d %s", id, map[bool]string{true: "exists", false: "not found among PD's non-Tombstone stores"}[s != nil]) {
 		return false
 	}
+	if !p.check("target_store_state_known", knownState(s.Store.StateName), "store %d state_name %q (from %s)", id, s.Store.StateName, endpointStores) {
+		return false
+	}
 	ok := p.check("target_store_up", s.Store.StateName == pd.StateUp, "store %d is %s (must be Up)", id, s.Store.StateName)
+	ok = checkHeartbeat(p, s, now, heartbeatInterval(ctx)) && ok
 	if s.IsTiFlash() {
 		p.check("target_store_tikv", false, "store %d is a TiFlash store (label engine=tiflash)", id)
 		return false
@@ -128,9 +133,20 @@ func transferLeader() *pdAction {
 			return p, err
 		}
 		r := rs.region
-		checkTargetStore(p, rs.stores, prm.ToStoreID)
+		checkTargetStore(ctx, p, rs.stores, rs.now, prm.ToStoreID)
 		peer, has := r.PeerOn(prm.ToStoreID)
+		role := peerRoleName(peer)
 		p.check("target_holds_voter", has && peer.IsVoter(), "store %d %s", prm.ToStoreID, peerRole(peer, has))
+		if has && peer.IsVoter() {
+			p.check("target_not_joint", role == roleVoter,
+				"peer %d on store %d is %s (joint consensus: PD must leave it before a leader moves there)", peer.ID, prm.ToStoreID, role)
+			p.check("target_not_witness", !peer.IsWitness, "peer %d on store %d is_witness=%v (a witness holds no data and cannot lead)", peer.ID, prm.ToStoreID, peer.IsWitness)
+			p.check("target_peer_healthy", !peerListed(r.DownPeers, peer.ID) && !pendingListed(r.PendingPeers, peer.ID),
+				"peer %d on store %d is %s", peer.ID, prm.ToStoreID, peerHealthText(r, peer.ID))
+		}
+		if err := checkLeaderHome(ctx, c, p, r, rs.stores, prm.ToStoreID); err != nil {
+			return nil, err
+		}
 		p.check("target_not_leader", r.Leader.StoreID != prm.ToStoreID, "leader of region %d is on store %d", r.ID, r.Leader.StoreID)
 		p.previous = map[string]any{"leader_store_id": r.Leader.StoreID}
 		body := map[string]any{"name": "transfer-leader", "region_id": prm.RegionID, "to_store_id": prm.ToStoreID}
@@ -278,15 +294,21 @@ func addPeer() *pdAction {
 			return p, err
 		}
 		r := rs.region
-		checkTargetStore(p, rs.stores, prm.StoreID)
+		checkTargetStore(ctx, p, rs.stores, rs.now, prm.StoreID)
 		peer, has := r.PeerOn(prm.StoreID)
 		p.check("target_not_peer", !has, "store %d %s", prm.StoreID, peerRole(peer, has))
 		q := RegionQuorum(r, rs.stores)
 		checkQuorumNow(p, r.ID, q)
 		after := Quorum{Voters: q.Voters + 1, Healthy: q.Healthy + 1}
 		p.check("quorum_after", after.HasMajority(), "after adding: %d healthy of %d voters (needs %d)", after.Healthy, after.Voters, after.Majority())
-		if rs.maxReplicas > 0 && uint64(after.Voters) > rs.maxReplicas {
-			p.warn("region %d will have %d voters, above max-replicas %d: PD's checkers will remove an extra replica", r.ID, after.Voters, rs.maxReplicas)
+		checkJointQuorumNow(p, r, rs.stores)
+		p.check("region_not_joint", !inJointConsensus(r), "region %d in joint consensus: %v (PD leaves it first)", r.ID, inJointConsensus(r))
+		rep, ok, err := loadReplication(ctx, c, p)
+		if err != nil {
+			return nil, err
+		}
+		if ok && uint64(after.Voters) > rep.maxReplicas {
+			p.warn("region %d will have %d voters, above max-replicas %d: PD's checkers will remove an extra replica", r.ID, after.Voters, rep.maxReplicas)
 		}
 		body := map[string]any{"name": "add-peer", "region_id": prm.RegionID, "store_id": prm.StoreID}
 		p.steps = []step{operatorStep(c, body)}
@@ -315,6 +337,7 @@ func removePeer() *pdAction {
 		Reversible: true,
 		Rollback:   "add_peer(region_id, store_id); PD's replica checker also re-adds a missing replica by itself",
 		Targets:    []string{"region_id", "store_id"},
+		Capacity:   true,
 	}
 	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm peerParams) (*plan, error) {
 		p := &plan{}
@@ -327,20 +350,23 @@ func removePeer() *pdAction {
 		p.check("store_holds_peer", has, "store %d %s", prm.StoreID, peerRole(peer, has))
 		q := RegionQuorum(r, rs.stores)
 		checkQuorumNow(p, r.ID, q)
-		after := q
-		if has && peer.IsVoter() {
-			after.Voters--
-			if _, bad := q.Unhealthy[prm.StoreID]; !bad {
-				after.Healthy--
+		checkJointQuorumNow(p, r, rs.stores)
+		checkQuorumAfterRemoval(p, r, rs.stores, prm.StoreID)
+		rep, ok, err := loadReplication(ctx, c, p)
+		if err != nil {
+			return nil, err
+		}
+		voters := 0
+		for _, pr := range r.Peers {
+			if pr.IsVoter() && pr.StoreID != prm.StoreID {
+				voters++
 			}
 		}
-		p.check("quorum_after", after.HasMajority(),
-			"after removing the peer on store %d: %d healthy of %d voters (needs %d)", prm.StoreID, after.Healthy, after.Voters, after.Majority())
+		if ok && uint64(voters) < rep.maxReplicas {
+			p.warn("region %d will have %d voters, below max-replicas %d: PD's replica checker will add one back", r.ID, voters, rep.maxReplicas)
+		}
 		if has && r.Leader.StoreID == prm.StoreID {
 			p.warn("store %d holds the leader of region %d: PD transfers the leader away first", prm.StoreID, r.ID)
-		}
-		if rs.maxReplicas > 0 && uint64(after.Voters) < rs.maxReplicas {
-			p.warn("region %d will have %d voters, below max-replicas %d: PD's replica checker will add one back", r.ID, after.Voters, rs.maxReplicas)
 		}
 		body := map[string]any{"name": "remove-peer", "region_id": prm.RegionID, "store_id": prm.StoreID}
 		p.steps = []step{operatorStep(c, body)}
@@ -389,7 +415,7 @@ func transferPeer() *pdAction {
 		r := rs.region
 		from, hasFrom := r.PeerOn(prm.FromStoreID)
 		p.check("source_holds_peer", hasFrom, "store %d %s", prm.FromStoreID, peerRole(from, hasFrom))
-		checkTargetStore(p, rs.stores, prm.ToStoreID)
+		checkTargetStore(ctx, p, rs.stores, rs.now, prm.ToStoreID)
 		to, hasTo := r.PeerOn(prm.ToStoreID)
 		p.check("target_not_peer", !hasTo, "store %d %s", prm.ToStoreID, peerRole(to, hasTo))
 		q := RegionQuorum(r, rs.stores)
@@ -402,6 +428,8 @@ func transferPeer() *pdAction {
 			after.Healthy++ // the new voter on the target, once promoted
 		}
 		p.check("quorum_after", after.HasMajority(), "after the move: %d healthy of %d voters (needs %d)", after.Healthy, after.Voters, after.Majority())
+		checkJointQuorumNow(p, r, rs.stores)
+		p.check("region_not_joint", !inJointConsensus(r), "region %d in joint consensus: %v (PD leaves it first)", r.ID, inJointConsensus(r))
 		body := map[string]any{"name": "transfer-peer", "region_id": prm.RegionID, "from_store_id": prm.FromStoreID, "to_store_id": prm.ToStoreID}
 		p.steps = []step{operatorStep(c, body)}
 		p.previous = map[string]any{"region": regionSummary(r)}
@@ -434,4 +462,74 @@ func unhealthyText(q Quorum) string {
 	}
 	slices.Sort(parts)
 	return "; unhealthy voters: " + strings.Join(parts, ", ")
+}
+
+func peerListed(list []pd.DownPeer, id uint64) bool {
+	for _, d := range list {
+		if d.Peer.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func pendingListed(list []pd.Peer, id uint64) bool {
+	for _, p := range list {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func peerHealthText(r *pd.Region, id uint64) string {
+	switch {
+	case peerListed(r.DownPeers, id):
+		return "reported down by the leader"
+	case pendingListed(r.PendingPeers, id):
+		return "pending (its log is behind)"
+	}
+	return "neither down nor pending"
+}
+
+// checkLeaderHome records whether store id may hold leaders at all: not
+// under evict-leader-scheduler, no label listed under the reject-leader
+// label property (GET /pd/api/v1/config/label-property), and, with
+// placement rules enabled, allowed by every leader rule covering r (GET
+// /pd/api/v1/config/rules).
+func checkLeaderHome(ctx context.Context, c *pd.Client, p *plan, r *pd.Region, stores []pd.StoreInfo, id uint64) error {
+	set, err := evictLeaderSet(ctx, c)
+	if err != nil {
+		return err
+	}
+	p.check("target_not_evicting", !set[id], "store %d under evict-leader-scheduler: %v", id, set[id])
+	s := findStore(stores, id)
+	if s == nil {
+		return nil
+	}
+	props, err := c.LabelProperty(ctx)
+	if err != nil {
+		return err
+	}
+	reject := ""
+	for _, l := range props["reject-leader"] {
+		if s.Label(l.Key) == l.Value && l.Value != "" {
+			reject = l.Key + "=" + l.Value
+		}
+	}
+	p.check("target_accepts_leaders", reject == "", "store %d reject-leader label property: %s", id, map[bool]string{true: "none matches", false: reject}[reject == ""])
+	rv, err := replicateView(ctx, c)
+	if err != nil {
+		return err
+	}
+	if enabled, _ := rv.str("enable-placement-rules"); enabled != "true" {
+		return nil
+	}
+	rules, err := c.PlacementRules(ctx)
+	if err != nil {
+		return err
+	}
+	why := leaderRuleViolation(rules, r, s)
+	p.check("placement_rules_allow_leader", why == "", "store %d: %s", id, map[bool]string{true: "no leader rule excludes it", false: why}[why == ""])
+	return nil
 }

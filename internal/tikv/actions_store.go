@@ -58,6 +58,7 @@ func drainStore() *pdAction {
 		Reversible: true,
 		Rollback:   "cancel_drain(store_id) while the store is still Offline; irreversible once PD has made it Tombstone (automatic when its region count reaches 0)",
 		Targets:    []string{"store_id"},
+		Capacity:   true,
 	}
 	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
 		p := &plan{}
@@ -66,10 +67,13 @@ func drainStore() *pdAction {
 			return p, err
 		}
 		state := s.Store.StateName
-		switch state {
-		case pd.StateOffline:
+		switch {
+		case !knownState(state):
+			p.check("store_state_known", false, "store %d state_name %q is not one PD renders (from %s)", prm.StoreID, state, endpointStores)
+			return p, nil
+		case state == pd.StateOffline:
 			p.check("store_not_draining", false, "store %d is already Offline (being drained); cancel_drain undoes it", prm.StoreID)
-		case pd.StateTombstone:
+		case state == pd.StateTombstone:
 			p.check("store_not_removed", false, "store %d is already Tombstone", prm.StoreID)
 		default:
 			p.check("store_drainable", true, "store %d is %s", prm.StoreID, state)
@@ -79,14 +83,31 @@ func drainStore() *pdAction {
 		if err != nil {
 			return nil, err
 		}
-		rc, err := c.ReplicationConfig(ctx)
+		rep, ok, err := loadReplication(ctx, c, p)
 		if err != nil {
 			return nil, err
 		}
-		left := upTiKVStores(stores, prm.StoreID)
-		p.check("replicas_remain_placeable", uint64(len(left)) >= rc.MaxReplicas,
-			"Up TiKV stores left after the drain: %d %v (TiFlash, Offline, Disconnected and Down stores do not count); max-replicas is %d",
-			len(left), left, rc.MaxReplicas)
+		left := availableTiKVStores(stores, prm.StoreID)
+		if ok {
+			p.check("replicas_remain_placeable", uint64(len(left)) >= rep.maxReplicas,
+				"Up TiKV stores left after the drain: %d %v (TiFlash, Offline/being drained, Disconnected and Down stores do not count); max-replicas is %d",
+				len(left), left, rep.maxReplicas)
+			checkIsolation(p, stores, left, rep)
+		}
+		if s.IsTiFlash() {
+			others := 0
+			for i := range stores {
+				o := &stores[i]
+				if o.Store.ID != prm.StoreID && o.IsTiFlash() && o.Store.StateName == pd.StateUp && o.Store.NodeState != pd.NodeRemoving {
+					others++
+				}
+			}
+			p.check("tiflash_replicas_remain", others > 0 || s.Status.RegionCount == 0,
+				"store %d is a TiFlash store holding %d TiFlash replicas; other Up TiFlash stores: %d (draining the only one loses every TiFlash replica)",
+				prm.StoreID, s.Status.RegionCount, others)
+		} else if err := checkDrainSpace(ctx, c, p, stores, left, s); err != nil {
+			return nil, err
+		}
 		evicting, err := evictLeaderSet(ctx, c)
 		if err != nil {
 			return nil, err
@@ -134,6 +155,15 @@ func cancelDrain() *pdAction {
 			return p, err
 		}
 		p.check("store_offline", s.Store.StateName == pd.StateOffline, "store %d is %s (must be Offline)", prm.StoreID, s.Store.StateName)
+		stores, now, err := c.StoresWithTime(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if fresh := findStore(stores, prm.StoreID); fresh != nil {
+			checkHeartbeat(p, fresh, now, heartbeatInterval(ctx))
+		} else {
+			p.check("target_store_heartbeat", false, "store %d missing from %s", prm.StoreID, endpointStores)
+		}
 		p.check("not_physically_destroyed", !s.Store.PhysicallyDestroyed, "store %d physically_destroyed=%v (PD refuses to bring such a store back)", prm.StoreID, s.Store.PhysicallyDestroyed)
 		p.previous = map[string]any{"state_name": s.Store.StateName}
 		id := prm.StoreID
@@ -212,8 +242,9 @@ func evictLeader() *pdAction {
 		Params:     []action.Param{idParam("store_id", "TiKV store to evict leaders from")},
 		Risk:       action.RiskMedium,
 		Reversible: true,
-		Rollback:   "remove_evict_leader(store_id); a leftover evict-leader scheduler keeps the store leaderless forever, so always remove it after maintenance",
+		Rollback:   "remove_evict_leader(store_id) (previous.evicting=false records that the store was not evicting before); a leftover evict-leader scheduler keeps the store leaderless forever, so always remove it after maintenance",
 		Targets:    []string{"store_id"},
+		Capacity:   true,
 	}
 	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
 		p := &plan{}
@@ -221,6 +252,7 @@ func evictLeader() *pdAction {
 		if err != nil || s == nil {
 			return p, err
 		}
+		p.check("store_state_known", knownState(s.Store.StateName), "store %d state_name %q (from %s)", prm.StoreID, s.Store.StateName, endpointStores)
 		p.check("store_not_removed", s.Store.StateName != pd.StateTombstone, "store %d is %s", prm.StoreID, s.Store.StateName)
 		p.check("store_is_tikv", !s.IsTiFlash(), "store %d is %s", prm.StoreID, map[bool]string{true: "a TiFlash store (holds no leaders)", false: "a TiKV store"}[s.IsTiFlash()])
 		set, err := evictLeaderSet(ctx, c)
@@ -233,7 +265,7 @@ func evictLeader() *pdAction {
 			return nil, err
 		}
 		homes := 0
-		for _, id := range upTiKVStores(stores, prm.StoreID) {
+		for _, id := range availableTiKVStores(stores, prm.StoreID) {
 			if !set[id] {
 				homes++
 			}
@@ -242,7 +274,7 @@ func evictLeader() *pdAction {
 		if s.Status.LeaderCount > 0 {
 			p.warn("store %d holds %d leaders; they move to other stores over the next minutes", prm.StoreID, s.Status.LeaderCount)
 		}
-		p.previous = map[string]any{"leader_count": s.Status.LeaderCount}
+		p.previous = map[string]any{"leader_count": s.Status.LeaderCount, "evicting": false}
 		body := map[string]any{"name": pd.EvictLeaderScheduler, "store_id": prm.StoreID}
 		p.steps = []step{{
 			req:  action.Request{Method: "POST", Path: "/pd/api/v1/schedulers", Body: jsonBody(body)},

@@ -368,7 +368,7 @@ func TestActionsRealCluster(t *testing.T) {
 		}{
 			{ActionSetLeaderScheduleLimit, "leader-schedule-limit", 9},
 			{ActionSetRegionScheduleLimit, "region-schedule-limit", 1000},
-			{ActionSetReplicaScheduleLimit, "replica-schedule-limit", 0},
+			{ActionSetReplicaScheduleLimit, "replica-schedule-limit", 5},
 		} {
 			before, err := e.c.ScheduleConfig(ctx)
 			if err != nil {
@@ -397,6 +397,8 @@ func TestActionsRealCluster(t *testing.T) {
 			}
 		}
 		e.refused(ActionSetLeaderScheduleLimit, json.RawMessage(`{"limit":-1}`), "below the minimum 0")
+		// 0 would stop PD re-replicating after a store loss.
+		e.refused(ActionSetReplicaScheduleLimit, json.RawMessage(`{"limit":0}`), "below the minimum 1")
 		e.refused(ActionSetLeaderScheduleLimit, json.RawMessage(`{"limit":2.5}`), "want an integer")
 	})
 
@@ -478,6 +480,15 @@ func TestActionsRealCluster(t *testing.T) {
 			return n == 0, fmt.Sprintf("%d leaders", n)
 		})
 		e.refused(ActionEvictLeader, params("store_id", target), "under evict-leader already: true")
+		// PD would take a leader transfer to the evicting store and its
+		// scheduler move it away again: refused.
+		for _, id := range e.tc.Sim.RegionIDs() {
+			r := e.region(id)
+			if p, ok := r.PeerOn(target); ok && p.IsVoter() && r.Leader.StoreID != target {
+				e.refused(ActionTransferLeader, params("region_id", id, "to_store_id", target), fmt.Sprintf("store %d under evict-leader-scheduler: true", target))
+				break
+			}
+		}
 		e.execute(ActionRemoveEvictLeader, params("store_id", target))
 		ids, err = e.c.EvictLeaderStores(ctx)
 		if err != nil || slices.Contains(ids, target) {
@@ -532,9 +543,9 @@ func TestActionsRealCluster(t *testing.T) {
 			t.Errorf("voter added on store %d despite the cancel: %+v", to, now.Peers)
 		}
 
-		// PD itself refuses a leader transfer to the stopped store (its
-		// peers are reported down): the outcome says so and names the
-		// request sent.
+		// A leader transfer to the stopped store is refused before anything
+		// is sent: the leader reports its peer there down (PD would refuse
+		// it too), although PD still shows the store Up.
 		tried := false
 		for _, id := range e.tc.Sim.RegionIDs() {
 			r2 := e.region(id)
@@ -544,11 +555,11 @@ func TestActionsRealCluster(t *testing.T) {
 			tried = true
 			out, err := e.action(ActionTransferLeader).Execute(ctx, params("region_id", id, "to_store_id", to))
 			sent := e.rec.take()
-			if err != nil || out.Success || !strings.HasPrefix(out.Message, "PD refused POST /pd/api/v1/operators") || len(out.Requests) != 1 || len(sent) != 1 {
+			if err != nil || out.Success || !strings.Contains(out.Message, "reported down by the leader") || len(out.Requests) != 0 || len(sent) != 0 {
 				t.Errorf("transfer to a stopped store: %+v, %v (sent %v)", out, err, sent)
 			}
 			if now := e.region(id); now.Leader.StoreID != r2.Leader.StoreID {
-				t.Errorf("leader moved after PD refused")
+				t.Errorf("leader moved after the refusal")
 			}
 			break
 		}
@@ -589,6 +600,9 @@ func TestActionsRealCluster(t *testing.T) {
 		}
 		if len(st.Stores) != 4 || leaders == 0 || st.Region == nil || st.Region.ID != r.ID || st.Region.LeaderStoreID != r.Leader.StoreID {
 			t.Errorf("state = %s", raw)
+		}
+		if len(st.StoreLimits) != 4 || st.Schedulers == nil {
+			t.Errorf("state lacks store limits or schedulers: %s", raw)
 		}
 		if st.MaxReplicas != 3 || st.Schedule["leader-schedule-limit"] == nil || st.Time.IsZero() || len(st.Errors) != 0 {
 			t.Errorf("state = %s", raw)
@@ -661,15 +675,24 @@ func TestCatalogSpecs(t *testing.T) {
 	c := newClient(t, "127.0.0.1:1")
 	specs := NewCatalog(c).Specs()
 	want := []string{
-		ActionAddPeer, ActionCancelDrain, ActionDrainStore, ActionEvictLeader, ActionRemoveEvictLeader, ActionRemovePeer,
+		ActionAddPeer, ActionAddScheduler, ActionCancelDrain, ActionDrainStore, ActionEvictLeader, ActionMergeRegion,
+		ActionPauseScheduler, ActionRemoveEvictLeader, ActionRemovePeer, ActionRemoveScheduler, ActionRemoveTombstones,
+		ActionResumeScheduler, ActionSetAllStoresLimit, ActionSetHotRegionConfig,
 		ActionSetLeaderScheduleLimit, ActionSetLowSpaceThreshold, ActionSetRegionScheduleLimit, ActionSetReplicaScheduleLimit,
-		ActionSplitRegion, ActionTransferLeader, ActionTransferPeer,
+		ActionSetStoreLimit, ActionSplitRegion, ActionTransferLeader, ActionTransferPeer,
+	}
+	capacity := map[string]bool{
+		ActionDrainStore: true, ActionEvictLeader: true, ActionRemovePeer: true, ActionSetReplicaScheduleLimit: true,
+		ActionSetStoreLimit: true, ActionSetAllStoresLimit: true,
 	}
 	var names []string
 	for _, s := range specs {
 		names = append(names, s.Name)
 		if s.Description == "" || s.Risk == "" || s.Rollback == "" {
 			t.Errorf("%s: incomplete spec %+v", s.Name, s)
+		}
+		if s.Capacity != capacity[s.Name] {
+			t.Errorf("%s: Capacity = %v, want %v", s.Name, s.Capacity, capacity[s.Name])
 		}
 		for _, target := range s.Targets {
 			if !slices.ContainsFunc(s.Params, func(p action.Param) bool { return p.Name == target }) {

@@ -36,15 +36,24 @@ type State struct {
 	// MaxReplicas is replication.max-replicas.
 	MaxReplicas uint64 `json:"max_replicas,omitempty"`
 	// EvictLeaderStores are the stores under evict-leader-scheduler.
-	EvictLeaderStores []uint64          `json:"evict_leader_store_ids"`
-	Errors            map[string]string `json:"errors,omitempty"`
+	EvictLeaderStores []uint64 `json:"evict_leader_store_ids"`
+	// Schedulers are the enabled schedulers (GET /pd/api/v1/schedulers).
+	Schedulers []string `json:"schedulers,omitempty"`
+	// PausedSchedulers maps each paused scheduler to when PD resumes it,
+	// unix seconds (GET /pd/api/v1/schedulers?status=paused&timestamp=true).
+	PausedSchedulers map[string]int64 `json:"paused_schedulers,omitempty"`
+	// StoreLimits are the per-store add-peer/remove-peer rates, operators
+	// per minute, keyed by store id (GET /pd/api/v1/stores/limit).
+	StoreLimits map[string]pd.StoreLimit `json:"store_limits,omitempty"`
+	Errors      map[string]string        `json:"errors,omitempty"`
 }
 
 // CaptureState reads the cluster state an action may change and renders it
 // as JSON (a State): every non-Tombstone store (id, address, state_name,
 // node_state, leader and region counts), the region named by params'
 // region_id if any, the schedule limits and space ratios, max-replicas and
-// the evict-leader stores. params is the action's params object; anything
+// the evict-leader stores, the enabled and paused schedulers and the store
+// limits. params is the action's params object; anything
 // unparseable there only loses the region. It fails only when GET /stores
 // fails (the error wraps pd.ErrUnreachable when PD is down).
 func CaptureState(ctx context.Context, c *pd.Client, params json.RawMessage) (json.RawMessage, error) {
@@ -104,6 +113,27 @@ func CaptureState(ctx context.Context, c *pd.Client, params json.RawMessage) (js
 			st.EvictLeaderStores = append(st.EvictLeaderStores, id)
 		}
 		slices.Sort(st.EvictLeaderStores)
+	}
+	if names, err := c.Schedulers(ctx); err != nil {
+		st.Errors["schedulers"] = err.Error()
+	} else {
+		st.Schedulers = names
+	}
+	if paused, err := c.PausedSchedulerTimes(ctx); err != nil {
+		st.Errors["paused_schedulers"] = err.Error()
+	} else if len(paused) > 0 {
+		st.PausedSchedulers = map[string]int64{}
+		for _, p := range paused {
+			st.PausedSchedulers[p.Name] = p.ResumeAt.Unix()
+		}
+	}
+	if limits, err := c.StoreLimits(ctx); err != nil {
+		st.Errors["store_limits"] = err.Error()
+	} else {
+		st.StoreLimits = map[string]pd.StoreLimit{}
+		for id, l := range limits {
+			st.StoreLimits[fmt.Sprint(id)] = l
+		}
 	}
 	if len(st.Errors) == 0 {
 		st.Errors = nil

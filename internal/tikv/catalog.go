@@ -28,6 +28,14 @@ const (
 	ActionCancelDrain             = "cancel_drain"
 	ActionEvictLeader             = "evict_leader"
 	ActionRemoveEvictLeader       = "remove_evict_leader"
+	ActionResumeScheduler         = "resume_scheduler"
+	ActionPauseScheduler          = "pause_scheduler"
+	ActionAddScheduler            = "add_scheduler"
+	ActionRemoveScheduler         = "remove_scheduler"
+	ActionSetStoreLimit           = "set_store_limit"
+	ActionRemoveTombstones        = "remove_tombstones"
+	ActionMergeRegion             = "merge_region"
+	ActionSetHotRegionConfig      = "set_hot_region_scheduler_config"
 )
 
 // Default verification bounds of the catalog's actions.
@@ -41,9 +49,10 @@ const (
 )
 
 type catalogConfig struct {
-	verifyTimeout time.Duration
-	pollInterval  time.Duration
-	log           *slog.Logger
+	verifyTimeout     time.Duration
+	pollInterval      time.Duration
+	heartbeatInterval time.Duration
+	log               *slog.Logger
 }
 
 // Option configures NewCatalog.
@@ -60,6 +69,14 @@ func WithVerifyTimeout(d time.Duration) Option {
 // DefaultPollInterval).
 func WithPollInterval(d time.Duration) Option {
 	return func(c *catalogConfig) { c.pollInterval = d }
+}
+
+// WithStoreHeartbeatInterval sets the TiKV store heartbeat interval the
+// target-store freshness check assumes (raftstore.pd-store-heartbeat-tick-interval;
+// default StoreHeartbeatInterval, 10 s). A target store's last heartbeat
+// must be younger than MaxHeartbeatIntervals of it.
+func WithStoreHeartbeatInterval(d time.Duration) Option {
+	return func(c *catalogConfig) { c.heartbeatInterval = d }
 }
 
 // WithLogger sets the actions' logger (default: discard).
@@ -81,12 +98,17 @@ func NewCatalog(c *pd.Client, opts ...Option) *action.Catalog {
 	if cfg.verifyTimeout <= 0 {
 		cfg.verifyTimeout = DefaultVerifyTimeout
 	}
+	if cfg.heartbeatInterval <= 0 {
+		cfg.heartbeatInterval = StoreHeartbeatInterval
+	}
 	defs := []*pdAction{
 		transferLeader(), splitRegion(), addPeer(), removePeer(), transferPeer(),
 		scheduleLimit(ActionSetLeaderScheduleLimit, "leader-schedule-limit", "concurrent leader-transfer operators PD schedules (default 4)"),
 		scheduleLimit(ActionSetRegionScheduleLimit, "region-schedule-limit", "concurrent region (peer-moving) operators PD schedules (default 2048)"),
 		scheduleLimit(ActionSetReplicaScheduleLimit, "replica-schedule-limit", "concurrent replica-repair operators PD schedules (default 64)"),
 		lowSpaceThreshold(), drainStore(), cancelDrain(), evictLeader(), removeEvictLeader(),
+		resumeScheduler(), pauseScheduler(), addScheduler(), removeScheduler(),
+		setStoreLimit(), setAllStoresLimit(), removeTombstones(), mergeRegion(), setHotRegionConfig(),
 	}
 	actions := make([]action.Action, 0, len(defs))
 	for _, d := range defs {
@@ -189,6 +211,7 @@ func (a *pdAction) Spec() action.Spec { return a.spec }
 // precondition against PD and returns the exact requests Execute would
 // send. It changes nothing.
 func (a *pdAction) DryRun(ctx context.Context, raw json.RawMessage) (action.DryRunResult, error) {
+	ctx = withConfig(ctx, a.cfg)
 	p, err := a.plan(ctx, a.c, raw)
 	if err != nil {
 		return action.DryRunResult{}, fmt.Errorf("%s: checking preconditions: %w", a.spec.Name, err)
@@ -217,6 +240,7 @@ func (a *pdAction) DryRun(ctx context.Context, raw json.RawMessage) (action.DryR
 // for a request whose fate is unknown (connection lost after sending).
 func (a *pdAction) Execute(ctx context.Context, raw json.RawMessage) (action.Outcome, error) {
 	log := a.cfg.log.With("action", a.spec.Name)
+	ctx = withConfig(ctx, a.cfg)
 	p, err := a.plan(ctx, a.c, raw)
 	if err != nil {
 		return action.Outcome{Message: fmt.Sprintf("preconditions could not be checked, nothing sent: %v", err), Requests: []action.Request{}}, nil

@@ -24,18 +24,23 @@ const collectParallelism = 4
 
 // Source names used as keys of Snapshot.Errors.
 const (
-	SourceTombstones   = "stores/tombstone"
-	SourceSchedule     = "config/schedule"
-	SourceReplication  = "config/replicate"
-	SourceHotWrite     = "hotspot/write"
-	SourceHotStores    = "hotspot/stores"
-	SourceSchedulers   = "schedulers"
-	SourcePaused       = "schedulers/paused"
-	SourceEvictLeader  = "scheduler-config/evict-leader"
-	SourceHealth       = "health"
-	SourceMembers      = "members"
-	sourceCheckPrefix  = "regions/check/"
-	sourceProgressPref = "stores/progress/"
+	SourceTombstones  = "stores/tombstone"
+	SourceSchedule    = "config/schedule"
+	SourceReplication = "config/replicate"
+	SourceHotWrite    = "hotspot/write"
+	SourceHotStores   = "hotspot/stores"
+	SourceSchedulers  = "schedulers"
+	SourcePaused      = "schedulers/paused"
+	SourceEvictLeader = "scheduler-config/evict-leader"
+	SourceHealth      = "health"
+	SourceMembers     = "members"
+	// SourceOperators is GET /operators?object; SourceOperatorRecords GET
+	// /operators/records.
+	SourceOperators       = "operators"
+	SourceOperatorRecords = "operators/records"
+	sourceStoreRegionsPre = "regions/store/"
+	sourceCheckPrefix     = "regions/check/"
+	sourceProgressPref    = "stores/progress/"
 )
 
 // SourceCheck is the Snapshot.Errors key of a region check ("regions/check/miss-peer").
@@ -46,12 +51,31 @@ func SourceProgress(storeID uint64) string {
 	return sourceProgressPref + strconv.FormatUint(storeID, 10)
 }
 
+// SourceStoreRegions is the Snapshot.Errors key of an Offline store's
+// region list.
+func SourceStoreRegions(storeID uint64) string {
+	return sourceStoreRegionsPre + strconv.FormatUint(storeID, 10)
+}
+
+// OperatorRecordsWindow is how far back Collect asks PD for finished
+// operators: three default monitor intervals, so that a cycle that ran
+// late misses none; the history (invariant.History) deduplicates.
+const OperatorRecordsWindow = 30 * time.Second
+
+// StoreRegionsReadLimit is the largest region_count of an Offline store
+// for which Collect lists the store's regions (GET /regions/store/{id}),
+// so that the read stays bounded (~1 KB per region); larger drains are
+// watched by their counts (store_offline_stuck).
+const StoreRegionsReadLimit = 1000
+
 // Collect reads one Snapshot from PD. GET /stores is essential: its failure
 // is Collect's error (wrapping pd.ErrUnreachable when no PD answered). Every
 // other source (tombstones, schedule and replication config, the
 // CollectChecks region checks, write hotspots and hot stores, schedulers,
-// paused schedulers, the evict-leader list, health, members, and the
-// removal progress of each Offline store) is read in parallel, at most
+// paused schedulers, the evict-leader list, health, members, PD's running
+// operators and those finished within OperatorRecordsWindow, the region
+// list of each Offline store with at most StoreRegionsReadLimit regions,
+// and the removal progress of each Offline store) is read in parallel, at most
 // four requests at a time; one that fails is recorded in Snapshot.Errors
 // and its field left zero. Snapshot.Time is PD's Date header of GET /stores
 // (the local clock if PD sent none). It never lists all regions.
@@ -69,6 +93,8 @@ func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 		Checks:   make(map[string][]pd.Region, len(CollectChecks)),
 		Progress: map[uint64]pd.StoreProgress{},
 		Errors:   map[string]error{},
+
+		StoreRegions: map[uint64][]pd.Region{},
 	}
 	var mu sync.Mutex
 	sem := make(chan struct{}, collectParallelism)
@@ -161,6 +187,29 @@ func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 		}
 		return err
 	})
+	run(SourceOperators, func(ctx context.Context) (err error) {
+		s.Operators, err = c.Operators(ctx)
+		return err
+	})
+	run(SourceOperatorRecords, func(ctx context.Context) (err error) {
+		s.OperatorRecords, err = c.OperatorRecords(ctx, now.Add(-OperatorRecordsWindow))
+		return err
+	})
+	for _, st := range stores {
+		if st.Store.StateName != pd.StateOffline || st.Status.RegionCount > StoreRegionsReadLimit {
+			continue
+		}
+		id := st.Store.ID
+		run(SourceStoreRegions(id), func(ctx context.Context) error {
+			regions, err := c.RegionsByStore(ctx, id)
+			if err == nil {
+				mu.Lock()
+				s.StoreRegions[id] = regions
+				mu.Unlock()
+			}
+			return err
+		})
+	}
 	for _, st := range stores {
 		if st.Store.StateName != pd.StateOffline {
 			continue

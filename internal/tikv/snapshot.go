@@ -58,6 +58,21 @@ type Snapshot struct {
 	// Progress holds removal progress of Offline stores by store id
 	// (GET /stores/progress?id=N).
 	Progress map[uint64]pd.StoreProgress
+	// Operators are PD's running operators (GET /operators?object; PD
+	// >= 4.0). Source SourceOperators.
+	Operators []pd.Operator
+	// OperatorRecords are the operators PD finished within
+	// OperatorRecordsWindow before Time (GET /operators/records?from=;
+	// PD >= 4.0 keeps them 10 minutes), parsed. Source
+	// SourceOperatorRecords.
+	OperatorRecords []pd.OperatorRecord
+	// StoreRegions maps the id of every Offline store whose region_count
+	// is at most StoreRegionsReadLimit to the regions PD lists with a peer
+	// on it (GET /regions/store/{id}): PD's region_count only counts
+	// regions whose leader reported, so a leaderless region can still
+	// hold an Offline store with region_count 0. Bounded by the limit.
+	// Source SourceStoreRegions(id).
+	StoreRegions map[uint64][]pd.Region
 	// Errors records sources that could not be read, by source name.
 	Errors map[string]error
 }

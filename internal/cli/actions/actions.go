@@ -8,6 +8,7 @@ import (
 	"github.com/tikvops/operator/internal/cli/actions/list"
 	"github.com/tikvops/operator/internal/cli/actions/reject"
 	"github.com/tikvops/operator/internal/cli/actions/show"
+	"github.com/tikvops/operator/internal/cli/actions/types"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 )
 
@@ -25,6 +26,7 @@ func NewCmdActions(f *cmdutil.Factory) *cobra.Command {
 		show.NewCmdShow(f, nil),
 		approve.NewCmdApprove(f, nil),
 		reject.NewCmdReject(f, nil),
+		types.NewCmdTypes(f, nil),
 	)
 	return cmd
 }

@@ -7,13 +7,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/api"
+	"github.com/tikvops/operator/internal/auth"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 	"github.com/tikvops/operator/internal/cli/iostreams"
+	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/ticket"
 )
@@ -31,7 +39,24 @@ func DB(t testing.TB) (string, *store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	if err := st.BindCluster(context.Background(), ClusterID, "", T0); err != nil {
+		t.Fatal(err)
+	}
 	return path, st
+}
+
+// ClusterID is the PD cluster id DB binds test databases to.
+const ClusterID = "7001"
+
+// Me is this process's OS user name, the identity the daemon's Unix
+// socket sees for the test.
+func Me(t testing.TB) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
 
 // Seeded are the ids Seed created.
@@ -110,4 +135,46 @@ func Factory(t testing.TB, dbPath string) (f *cmdutil.Factory, out, errOut *byte
 	}
 	f.Now = func() time.Time { return T0.Add(time.Minute) }
 	return f, out, errOut
+}
+
+// stubAction is a catalog entry with a real spec and no PD behind it: the
+// daemon's policy checks (known type, valid params) pass; a dry run fails.
+type stubAction struct{ spec action.Spec }
+
+func (a stubAction) Spec() action.Spec { return a.spec }
+func (a stubAction) DryRun(context.Context, json.RawMessage) (action.DryRunResult, error) {
+	return action.DryRunResult{}, errors.New("stub action: no PD in this test")
+}
+func (a stubAction) Execute(context.Context, json.RawMessage) (action.Outcome, error) {
+	return action.Outcome{}, errors.New("stub action: no PD in this test")
+}
+
+// Serve serves the daemon's API (no executor loop) on the Unix socket the
+// CLI finds next to the database at dbPath, with a catalog of stub
+// transfer_leader and evict_leader actions, until the test ends. The
+// caller's OS user is an admin there (the daemon's own user).
+func Serve(t testing.TB, dbPath string, st *store.Store) {
+	t.Helper()
+	lo, hi := 1.0, float64(1<<62)
+	ids := func(names ...string) []action.Param {
+		var ps []action.Param
+		for _, n := range names {
+			ps = append(ps, action.Param{Name: n, Type: action.ParamInteger, Required: true, Min: &lo, Max: &hi})
+		}
+		return ps
+	}
+	cat := action.NewCatalog(
+		stubAction{action.Spec{Name: "transfer_leader", Risk: action.RiskLow, Params: ids("region_id", "to_store_id"), Targets: []string{"region_id", "to_store_id"}}},
+		stubAction{action.Spec{Name: "evict_leader", Risk: action.RiskMedium, Params: ids("store_id"), Targets: []string{"store_id"}}},
+	)
+	ex := executor.New(executor.Options{Store: st, Catalog: cat, Name: "test-daemon", Clock: func() time.Time { return T0.Add(time.Minute) }})
+	sock := filepath.Join(filepath.Dir(dbPath), "operator.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: api.New(api.Options{Store: st, Executor: ex}).Handler(),
+		ConnContext: api.UnixConnContext(auth.UnixPolicy{SelfUID: os.Getuid()})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 }

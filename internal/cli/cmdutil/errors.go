@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/api"
 	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/store"
 )
@@ -104,7 +105,19 @@ func Clean(kind string, id int64, err error) error {
 	if err == nil {
 		return nil
 	}
-	var te *action.ErrTransition
+	var (
+		te *action.ErrTransition
+		ae *api.Error
+	)
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case api.CodeNotFound:
+			return &NotFoundError{Kind: kind, ID: id}
+		case api.CodeWrongState, api.CodeExpired, api.CodePolicy:
+			return &StateError{Msg: trimVerb(ae.Message, id), Err: err}
+		}
+		return err
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return &NotFoundError{Kind: kind, ID: id}
@@ -120,4 +133,12 @@ func Clean(kind string, id int64, err error) error {
 		return &StateError{Msg: strings.TrimPrefix(err.Error(), fmt.Sprintf("approve action %d: ", id)), Err: err}
 	}
 	return err
+}
+
+// trimVerb drops the "approve action 7: " prefix of a daemon's message.
+func trimVerb(msg string, id int64) string {
+	for _, verb := range []string{"approve", "reject", "dry run"} {
+		msg = strings.TrimPrefix(msg, fmt.Sprintf("%s action %d: ", verb, id))
+	}
+	return msg
 }

@@ -6,7 +6,6 @@ package cmdutil
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/user"
 	"time"
@@ -14,8 +13,8 @@ import (
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/cli/iostreams"
 	"github.com/tikvops/operator/internal/config"
+	"github.com/tikvops/operator/internal/api"
 	"github.com/tikvops/operator/internal/daemon"
-	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/tikv"
@@ -64,10 +63,11 @@ type Factory struct {
 	// Catalog returns the TiKV action catalog acting through a PD client
 	// for cfg; building it does no I/O.
 	Catalog func(cfg config.Config) (*action.Catalog, error)
-	// Executor returns the approval gate and executor over st and the
-	// catalog for cfg, with the approval policy of [actions]. The CLI uses
-	// it for dry runs, approvals and rejections; it never calls Run.
-	Executor func(cfg config.Config, st *store.Store) (*executor.Executor, error)
+	// Daemon returns a client of the daemon's API: over its Unix socket
+	// ([server] socket, identity from the kernel), or over [server] url
+	// with a bearer token. Decisions (dry run, approve, reject) go only
+	// through it: the daemon is the only writer of decisions.
+	Daemon func(cfg config.Config) (*api.Client, error)
 }
 
 // New returns the production Factory: the process's streams and
@@ -92,23 +92,7 @@ func New(version string) *Factory {
 		}
 		return tikv.NewCatalog(c), nil
 	}
-	f.Executor = func(cfg config.Config, st *store.Store) (*executor.Executor, error) {
-		c, err := f.PDClient(cfg)
-		if err != nil {
-			return nil, err
-		}
-		return executor.New(executor.Options{
-			Store:   st,
-			Catalog: tikv.NewCatalog(c),
-			Capture: func(ctx context.Context, params json.RawMessage) (json.RawMessage, error) {
-				return tikv.CaptureState(ctx, c, params)
-			},
-			Name:                    "cli:" + executor.DefaultName(),
-			MaxPerHour:              cfg.Actions.MaxExecutionsPerHour,
-			RequireDistinctApprover: cfg.Actions.RequireDistinctApprover,
-			Clock:                   f.Now,
-		}), nil
-	}
+	f.Daemon = DaemonClient
 	return f
 }
 
@@ -139,6 +123,20 @@ func NewPDClient(cfg config.Config) (*pd.Client, error) {
 		return nil, FlagErrorWrap(err)
 	}
 	return c, nil
+}
+
+// DaemonClient returns the API client for cfg: [server] url with
+// [server] token when a URL is set, else the Unix socket (SocketPath).
+// Errors: no URL and the socket is disabled (a usage error).
+func DaemonClient(cfg config.Config) (*api.Client, error) {
+	if cfg.Server.URL != "" {
+		return api.NewURLClient(cfg.Server.URL, cfg.Server.Token), nil
+	}
+	path := cfg.SocketPath()
+	if path == "" {
+		return nil, FlagErrorf("no way to reach the daemon: [server] socket is disabled and [server] url is not set (--server URL --token TOKEN)")
+	}
+	return api.NewSocketClient(path), nil
 }
 
 // WhoAmI is the default approver/rejecter name when --as is not given: the

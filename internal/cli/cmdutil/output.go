@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -124,4 +126,18 @@ func IndentJSON(raw []byte, prefix string) string {
 		return prefix + string(raw)
 	}
 	return prefix + b.String()
+}
+
+// Bin is how the user ran the operator, for the "Next:" hints: the path
+// they typed (bin/operator) when it was a relative or absolute path, else
+// "operator" (found on $PATH).
+func Bin() string {
+	if len(os.Args) == 0 || os.Args[0] == "" {
+		return "operator"
+	}
+	a := os.Args[0]
+	if !strings.ContainsRune(a, filepath.Separator) || strings.HasSuffix(a, ".test") {
+		return "operator"
+	}
+	return a
 }

@@ -3,6 +3,8 @@
 package iostreams
 
 import (
+	"github.com/tikvops/operator/internal/safetext"
+
 	"bytes"
 	"io"
 	"os"
@@ -16,8 +18,12 @@ type IOStreams struct {
 }
 
 // System returns the process's standard streams.
+//
+// Out and ErrOut drop terminal escape sequences and control characters
+// (safetext.Writer): no string from a model or from PD can clear the
+// screen or forge a line, whatever command prints it.
 func System() *IOStreams {
-	return &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	return &IOStreams{In: os.Stdin, Out: safetext.Writer{W: os.Stdout}, ErrOut: safetext.Writer{W: os.Stderr}}
 }
 
 // Test returns streams backed by buffers: what the command reads from in,

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 	"github.com/tikvops/operator/internal/cli/tickets/list"
+	"github.com/tikvops/operator/internal/cli/tickets/rediagnose"
 	"github.com/tikvops/operator/internal/cli/tickets/show"
 )
 
@@ -18,6 +19,6 @@ func NewCmdTickets(f *cmdutil.Factory) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(list.NewCmdList(f, nil), show.NewCmdShow(f, nil))
+	cmd.AddCommand(list.NewCmdList(f, nil), show.NewCmdShow(f, nil), rediagnose.NewCmdRediagnose(f, nil))
 	return cmd
 }

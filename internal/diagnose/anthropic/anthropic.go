@@ -97,124 +97,103 @@ func New(opts Options) (*Backend, error) {
 // Name returns "anthropic:" + the model.
 func (b *Backend) Name() string { return "anthropic:" + b.opts.Model }
 
-// Diagnose asks Claude for a diagnosis of c.Ticket. The result is untrusted
-// until diagnose.Validate. Errors wrap diagnose.ErrUnavailable (network,
-// 429 or 5xx after the retries, other API errors), diagnose.ErrBudget or
+// Diagnose asks Claude for a diagnosis of c.Ticket through the shared
+// agent loop (llm.Agent). The result is untrusted until diagnose.Validate.
+// Errors wrap diagnose.ErrUnavailable (network, 429 or 5xx after the
+// retries, other API errors), diagnose.ErrBudget or
 // diagnose.ErrInvalidOutput, and carry the tokens spent (diagnose.Spent).
 func (b *Backend) Diagnose(ctx context.Context, c *diagnose.Context) (*diagnose.Diagnosis, error) {
-	if c == nil {
-		return nil, errors.New("anthropic: nil context")
+	a := &llm.Agent{Provider: provider{b}, Name: b.Name(), MaxTokens: b.opts.MaxTokens, Common: b.opts.Common, Log: b.log}
+	return a.Diagnose(ctx, c)
+}
+
+// provider adapts the Messages API (POST /v1/messages) to llm.Agent.
+type provider struct{ b *Backend }
+
+func (provider) Label() string { return "anthropic" }
+
+func (provider) Classify(err error) llm.Verdict { return classify(err) }
+
+func (p provider) Start(system, user string, tools []llm.ToolDef) llm.Conversation {
+	params := make([]sdk.ToolUnionParam, 0, len(tools))
+	for _, d := range tools {
+		params = append(params, toolParam(d.Name, d.Description, d.Schema))
 	}
-	red := diagnose.NewRedactor(b.opts.Redact)
-	rc := red.Context(c)
-	prompt, err := llm.UserPrompt(rc)
+	return &conversation{b: p.b, system: system, tools: params,
+		messages: []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock(user))}}
+}
+
+// conversation is one diagnosis' Messages API history.
+type conversation struct {
+	b        *Backend
+	system   string
+	tools    []sdk.ToolUnionParam
+	messages []sdk.MessageParam
+}
+
+// params is the next request: tool_choice forces submit_diagnosis
+// (parallel tool use off) when force, else "any" (some tool call).
+func (c *conversation) params(maxTokens int64, force bool) sdk.MessageNewParams {
+	params := sdk.MessageNewParams{
+		Model:     sdk.Model(c.b.opts.Model),
+		MaxTokens: maxTokens,
+		System:    []sdk.TextBlockParam{{Text: c.system}},
+		Messages:  c.messages,
+		Tools:     c.tools,
+	}
+	if force {
+		choice := sdk.ToolChoiceParamOfTool(llm.SubmitToolName)
+		choice.OfTool.DisableParallelToolUse = sdk.Bool(true)
+		params.ToolChoice = choice
+	} else {
+		params.ToolChoice = sdk.ToolChoiceUnionParam{OfAny: &sdk.ToolChoiceAnyParam{}}
+	}
+	return params
+}
+
+func (c *conversation) RequestBytes(maxTokens int64, force bool) (int64, error) {
+	body, err := json.Marshal(c.params(maxTokens, force))
+	return int64(len(body)), err
+}
+
+func (c *conversation) Send(ctx context.Context, maxTokens int64, force bool) (*llm.Turn, error) {
+	msg, err := c.b.client.Messages.New(ctx, c.params(maxTokens, force))
 	if err != nil {
 		return nil, err
 	}
-	tools := &llm.Tools{Investigator: b.opts.Investigator, Query: b.opts.Query, Redactor: red}
-	toolParams := []sdk.ToolUnionParam{toolParam(llm.SubmitToolName, llm.SubmitToolDescription, llm.SubmitSchema(rc.Actions))}
-	for _, d := range tools.Defs() {
-		toolParams = append(toolParams, toolParam(d.Name, d.Description, d.Schema))
+	t := &llm.Turn{Usage: usage(msg.Usage), Raw: msg, Detail: fmt.Sprintf("stop_reason %q", msg.StopReason),
+		PromptTokens: msg.Usage.InputTokens + msg.Usage.CacheCreationInputTokens + msg.Usage.CacheReadInputTokens}
+	for _, blk := range msg.Content {
+		if blk.Type != "tool_use" {
+			continue
+		}
+		if blk.Name == llm.SubmitToolName {
+			t.Submit = append([]byte(nil), blk.Input...)
+			return t, nil
+		}
+		t.Calls = append(t.Calls, llm.ToolCall{ID: blk.ID, Name: blk.Name, Input: blk.Input})
 	}
-	maxTurns := 1
-	if tools.Enabled() {
-		maxTurns = b.opts.MaxTurns
+	switch msg.StopReason {
+	case sdk.StopReasonMaxTokens:
+		t.Stop = llm.StopMaxTokens
+	case sdk.StopReasonRefusal:
+		t.Stop, t.Detail = llm.StopRefusal, "stop_reason refusal"
 	}
-	budget := llm.NewBudget(b.opts.Budget, c)
-	log := b.log.With("ticket", c.Ticket.ID)
+	return t, nil
+}
 
-	messages := []sdk.MessageParam{sdk.NewUserMessage(sdk.NewTextBlock(prompt))}
-	var prevIn, prevBytes int64
-	for turn := 0; turn < maxTurns; turn++ {
-		params := sdk.MessageNewParams{
-			Model:     sdk.Model(b.opts.Model),
-			MaxTokens: b.opts.MaxTokens,
-			System:    []sdk.TextBlockParam{{Text: llm.SystemPrompt}},
-			Messages:  messages,
-			Tools:     toolParams,
-		}
-		body, err := json.Marshal(params)
-		if err != nil {
-			return nil, fmt.Errorf("anthropic: encode request: %w", err)
-		}
-		curBytes := int64(len(body))
-		maxTok, last, err := budget.Plan(llm.EstimateInput(prevIn, prevBytes, curBytes), b.opts.MaxTokens)
-		if err != nil {
-			return nil, diagnose.WithSpent(fmt.Errorf("anthropic: %w", err), budget.Used)
-		}
-		params.MaxTokens = maxTok
-		force := last || turn == maxTurns-1
-		if force {
-			choice := sdk.ToolChoiceParamOfTool(llm.SubmitToolName)
-			choice.OfTool.DisableParallelToolUse = sdk.Bool(true)
-			params.ToolChoice = choice
-		} else {
-			params.ToolChoice = sdk.ToolChoiceUnionParam{OfAny: &sdk.ToolChoiceAnyParam{}}
-		}
-
-		msg, attempts, err := llm.Retry(ctx, b.opts.Retry, log, func(ctx context.Context) (*sdk.Message, error) {
-			rctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
-			defer cancel()
-			return b.client.Messages.New(rctx, params)
-		}, classify)
-		if err != nil {
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: anthropic: %d attempt(s): %w", diagnose.ErrUnavailable, attempts, err), budget.Used)
-		}
-		budget.Add(usage(msg.Usage))
-		prevIn, prevBytes = msg.Usage.InputTokens+msg.Usage.CacheCreationInputTokens+msg.Usage.CacheReadInputTokens, curBytes
-
-		var toolUses []sdk.ContentBlockUnion
-		for _, blk := range msg.Content {
-			if blk.Type != "tool_use" {
-				continue
-			}
-			if blk.Name == llm.SubmitToolName {
-				d, err := llm.ParseSubmission(blk.Input)
-				if err != nil {
-					return nil, diagnose.WithSpent(fmt.Errorf("anthropic: %w", err), budget.Used)
-				}
-				d.Backend = b.Name()
-				d.Usage = budget.Used
-				log.Info("diagnosed", "turns", turn+1, "input_tokens", d.Usage.InputTokens, "output_tokens", d.Usage.OutputTokens)
-				return d, nil
-			}
-			toolUses = append(toolUses, blk)
-		}
-		switch msg.StopReason {
-		case sdk.StopReasonMaxTokens:
-			err := fmt.Errorf("%w: anthropic: response cut off at max_tokens=%d", diagnose.ErrInvalidOutput, maxTok)
-			if maxTok < b.opts.MaxTokens {
-				err = fmt.Errorf("%w: anthropic: response cut off at max_tokens=%d, all the budget left", diagnose.ErrBudget, maxTok)
-			}
-			return nil, diagnose.WithSpent(err, budget.Used)
-		case sdk.StopReasonRefusal:
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: anthropic: the model refused", diagnose.ErrInvalidOutput), budget.Used)
-		}
-		if force {
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: anthropic: the model did not call %s (stop_reason %q)",
-				diagnose.ErrInvalidOutput, llm.SubmitToolName, msg.StopReason), budget.Used)
-		}
-
-		// An investigation turn: answer every tool call, then go on.
-		messages = append(messages, msg.ToParam())
-		var results []sdk.ContentBlockParamUnion
-		for _, tu := range toolUses {
-			out, err := tools.Call(ctx, tu.Name, tu.Input)
-			if err != nil {
-				log.Info("investigation tool failed", "tool", tu.Name, "err", err)
-				results = append(results, sdk.NewToolResultBlock(tu.ID, err.Error(), true))
-				continue
-			}
-			log.Debug("investigation tool", "tool", tu.Name, "bytes", len(out))
-			results = append(results, sdk.NewToolResultBlock(tu.ID, out, false))
-		}
-		if len(results) == 0 {
-			results = append(results, sdk.NewTextBlock("Call "+llm.SubmitToolName+" now."))
-		}
-		messages = append(messages, sdk.NewUserMessage(results...))
+func (c *conversation) Continue(t *llm.Turn, results []llm.ToolResult) {
+	if msg, ok := t.Raw.(*sdk.Message); ok {
+		c.messages = append(c.messages, msg.ToParam())
 	}
-	// Unreachable: the last turn forces submit_diagnosis and returns.
-	return nil, diagnose.WithSpent(fmt.Errorf("%w: anthropic: no diagnosis after %d turns", diagnose.ErrInvalidOutput, maxTurns), budget.Used)
+	blocks := make([]sdk.ContentBlockParamUnion, 0, len(results))
+	for _, r := range results {
+		blocks = append(blocks, sdk.NewToolResultBlock(r.Call.ID, r.Content, r.IsError))
+	}
+	if len(blocks) == 0 {
+		blocks = append(blocks, sdk.NewTextBlock("Call "+llm.SubmitToolName+" now."))
+	}
+	c.messages = append(c.messages, sdk.NewUserMessage(blocks...))
 }
 
 func usage(u sdk.Usage) diagnose.Usage {

@@ -27,6 +27,7 @@ import (
 	"github.com/tikvops/operator/internal/diagnose"
 	"github.com/tikvops/operator/internal/invariant"
 	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/peers"
 	"github.com/tikvops/operator/internal/ticket"
 	"github.com/tikvops/operator/internal/tikv"
 )
@@ -50,11 +51,14 @@ const (
 	maxTombstones = 50
 )
 
-// RequiredSources are the tikv.Snapshot sources a diagnosis cannot do
-// without: when one of them failed, Gather fails with
-// diagnose.ErrUnavailable and the ticket is retried later. Other sources
-// that failed are only reported in Context.SourceErrors.
-var RequiredSources = []string{tikv.SourceSchedule, tikv.SourceReplication, tikv.SourceSchedulers, tikv.SourceEvictLeader}
+// Source names Gather adds to Context.SourceErrors for its own reads
+// (the snapshot's sources keep tikv's names, e.g. tikv.SourceSchedule).
+const (
+	// SourceRegionPrefix + id: GET /pd/api/v1/region/id/{id}.
+	SourceRegionPrefix = "region/"
+	// SourceStoreRegionsPrefix + id: GET /pd/api/v1/regions/store/{id}.
+	SourceStoreRegionsPrefix = "regions/store/"
+)
 
 // Options configure a Gatherer. Zero fields take the defaults noted.
 type Options struct {
@@ -121,15 +125,17 @@ var pdTickets = map[string]bool{
 }
 
 // Gather implements diagnose.Gatherer: it reads a fresh snapshot
-// (tikv.Collect) and builds t's Context from it. It fails with an error
-// wrapping diagnose.ErrUnavailable when PD cannot be read (GET /stores, a
-// RequiredSources source, an involved region, a store's region list or the
-// operator list), so the runner retries the ticket later; a region that no
-// longer exists (merged) is skipped. For tickets about PD itself
-// (pd_unreachable, pd_no_leader, pd_unhealthy) an unreadable snapshot is
-// not an error: the Context then holds the ticket, whatever of GET /health
-// and GET /members answered, and SourceErrors. Prometheus failures never
-// fail Gather; they are reported in SourceErrors["prometheus"].
+// (tikv.Collect) and builds t's Context from it. Only an unreadable
+// snapshot (GET /stores failed, or the context ended) fails it, with an
+// error wrapping diagnose.ErrUnavailable, and for tickets about PD itself
+// (pd_unreachable, pd_no_leader, pd_unhealthy) not even that: the Context
+// then holds whatever of GET /health and GET /members answered. Every
+// other read that fails — a configuration, the schedulers, PD's
+// operators, an involved region, a store's region list, Prometheus — is
+// recorded in Context.SourceErrors (source name: error text) and the
+// diagnosis goes on with what was read; the rules backend then proposes
+// nothing that depends on a missing read, and a model is told what could
+// not be read. A region that no longer exists (merged) is skipped.
 func (g *Gatherer) Gather(ctx context.Context, t ticket.Ticket) (*diagnose.Context, error) {
 	snap, err := tikv.Collect(ctx, g.pd)
 	if err != nil {
@@ -137,11 +143,6 @@ func (g *Gatherer) Gather(ctx context.Context, t ticket.Ticket) (*diagnose.Conte
 			return g.pdOnly(ctx, t, err), nil
 		}
 		return nil, unavailable("read cluster", err)
-	}
-	for _, src := range RequiredSources {
-		if e, ok := snap.Errors[src]; ok {
-			return nil, unavailable("read "+src, e)
-		}
 	}
 	c := &diagnose.Context{
 		Time:              snap.Time,
@@ -152,6 +153,7 @@ func (g *Gatherer) Gather(ctx context.Context, t ticket.Ticket) (*diagnose.Conte
 		Schedulers:        sorted(snap.Schedulers),
 		PausedSchedulers:  sorted(snap.PausedSchedulers),
 		EvictLeaderStores: snap.EvictLeaderStores,
+		OperatorRecords:   snap.OperatorRecords,
 		Snapshot:          snap,
 	}
 	if c.EvictLeaderStores == nil {
@@ -168,16 +170,22 @@ func (g *Gatherer) Gather(ctx context.Context, t ticket.Ticket) (*diagnose.Conte
 		c.Stores = append(c.Stores, snap.Tombstones[:n]...)
 	}
 	sort.SliceStable(c.Stores, func(i, j int) bool { return c.Stores[i].Store.ID < c.Stores[j].Store.ID })
-	ops, err := g.pd.Operators(ctx)
-	if err != nil {
-		return nil, unavailable("list operators", err)
+	if _, failed := snap.Errors[tikv.SourceOperators]; snap.Operators != nil || failed {
+		c.Operators = orEmptyOps(snap.Operators)
+	} else if ops, err := g.pd.Operators(ctx); err != nil {
+		addSourceError(c, tikv.SourceOperators, err)
+		c.Operators = []pd.Operator{}
+	} else {
+		c.Operators = orEmptyOps(ops)
 	}
-	c.Operators = orEmptyOps(ops)
 	if err := g.regions(ctx, t, snap, c); err != nil {
 		return nil, err
 	}
 	if g.opts.Prom != nil {
 		g.prometheus(ctx, t, snap, c)
+	}
+	if len(c.SourceErrors) > 0 {
+		g.log.Warn("some PD reads failed; diagnosing with what was read", "ticket", t.ID, "failed", len(c.SourceErrors))
 	}
 	return c, nil
 }
@@ -252,7 +260,11 @@ func (g *Gatherer) regions(ctx context.Context, t ticket.Ticket, snap *tikv.Snap
 			continue
 		}
 		if err != nil {
-			return unavailable(fmt.Sprintf("read region %d", id), err)
+			if ctx.Err() != nil {
+				return unavailable(fmt.Sprintf("read region %d", id), err)
+			}
+			addSourceError(c, SourceRegionPrefix+strconv.FormatUint(id, 10), err)
+			continue
 		}
 		seen[r.ID] = true
 		c.Regions = append(c.Regions, *r)
@@ -264,12 +276,16 @@ func (g *Gatherer) regions(ctx context.Context, t ticket.Ticket, snap *tikv.Snap
 		extra, err = g.leaderCandidates(ctx, snap)
 	case invariant.NameRegionImbalance:
 		extra, err = g.regionCandidates(ctx, snap)
-	case invariant.NameStoreDown, invariant.NameStoreUnhealthy, invariant.NameStoreDisconnected, invariant.NameStoreOfflineStuck:
+	case invariant.NameStoreDown, invariant.NameStoreUnhealthy, invariant.NameStoreDisconnected, invariant.NameStoreOfflineStuck, invariant.NameStoreOfflineBlocked:
 		if kind, id, ok := ParseSubject(t.Subject); ok && kind == "store" {
 			extra, err = g.storeRegions(ctx, snap, id)
 		}
 	}
-	if err != nil {
+	var se *storeRegionsError
+	switch {
+	case errors.As(err, &se) && ctx.Err() == nil:
+		addSourceError(c, SourceStoreRegionsPrefix+strconv.FormatUint(se.store, 10), se.err)
+	case err != nil:
 		return err
 	}
 	for _, r := range extra {
@@ -291,9 +307,14 @@ func (g *Gatherer) leaderCandidates(ctx context.Context, snap *tikv.Snapshot) ([
 	if !ok {
 		return nil, nil
 	}
+	// PD balances leader_score (weights applied), and so does the rules
+	// runbook when PD reports scores: gather for the same pair of stores.
+	if hi, lo, ok := Extremes(snap.Stores, snap.EvictLeaderStores, func(s *pd.StoreInfo) int { return int(s.Status.LeaderScore * 1000) }); ok && scored(snap.Stores) {
+		maxID, minID = hi, lo
+	}
 	rs, err := g.pd.RegionsByStore(ctx, maxID)
 	if err != nil {
-		return nil, unavailable(fmt.Sprintf("list regions of store %d", maxID), err)
+		return nil, &storeRegionsError{store: maxID, err: err}
 	}
 	eligible := eligibleTargets(snap.Stores, snap.EvictLeaderStores)
 	var first, rest []pd.Region
@@ -321,7 +342,7 @@ func (g *Gatherer) regionCandidates(ctx context.Context, snap *tikv.Snapshot) ([
 	}
 	rs, err := g.pd.RegionsByStore(ctx, maxID)
 	if err != nil {
-		return nil, unavailable(fmt.Sprintf("list regions of store %d", maxID), err)
+		return nil, &storeRegionsError{store: maxID, err: err}
 	}
 	var out []pd.Region
 	for _, r := range rs {
@@ -338,45 +359,17 @@ func (g *Gatherer) regionCandidates(ctx context.Context, snap *tikv.Snapshot) ([
 func (g *Gatherer) storeRegions(ctx context.Context, snap *tikv.Snapshot, id uint64) ([]pd.Region, error) {
 	rs, err := g.pd.RegionsByStore(ctx, id)
 	if err != nil {
-		return nil, unavailable(fmt.Sprintf("list regions of store %d", id), err)
-	}
-	live := map[uint64]bool{}
-	for i := range snap.Stores {
-		if st := snap.Stores[i].Store.StateName; st == pd.StateUp || st == pd.StateOffline {
-			live[snap.Stores[i].Store.ID] = true
-		}
+		return nil, &storeRegionsError{store: id, err: err}
 	}
 	var lost, rest []pd.Region
 	for _, r := range rs {
-		if lostMajority(&r, live) {
+		if m := peers.New(&r, snap.Stores); len(m.Voters()) > 0 && !m.Available() {
 			lost = append(lost, r)
 		} else {
 			rest = append(rest, r)
 		}
 	}
 	return g.capped(byID(lost), byID(rest)), nil
-}
-
-// lostMajority reports whether fewer than a majority of r's voters are
-// live: on a heartbeating store (Up or Offline) and not reported down.
-func lostMajority(r *pd.Region, live map[uint64]bool) bool {
-	voters, alive := 0, 0
-	for _, p := range r.Peers {
-		if !p.IsVoter() {
-			continue
-		}
-		voters++
-		down := false
-		for _, d := range r.DownPeers {
-			if d.Peer.StoreID == p.StoreID {
-				down = true
-			}
-		}
-		if live[p.StoreID] && !down {
-			alive++
-		}
-	}
-	return voters > 0 && alive < voters/2+1
 }
 
 func (g *Gatherer) capped(lists ...[]pd.Region) []pd.Region {
@@ -397,24 +390,25 @@ func byID(rs []pd.Region) []pd.Region {
 	return rs
 }
 
-// hasHealthyVoter reports whether r has a voter on store that the leader
-// reports neither down nor pending (a leader can only move to such a peer).
+// hasHealthyVoter reports whether r has a plain voter on store that is
+// healthy (peers.Peer.Healthy: store Up, not down, not pending) and not a
+// witness: a leader can only move to such a peer.
 func hasHealthyVoter(r *pd.Region, store uint64) bool {
-	p, ok := r.PeerOn(store)
-	if !ok || !p.IsVoter() {
+	p, ok := peers.New(r, nil).On(store)
+	if !ok || p.Role != peers.Voter || p.Witness || p.Down || p.Pending {
 		return false
 	}
-	for _, d := range r.DownPeers {
-		if d.Peer.StoreID == store {
-			return false
-		}
-	}
-	for _, pp := range r.PendingPeers {
-		if pp.StoreID == store {
-			return false
-		}
-	}
 	return true
+}
+
+// scored reports whether PD reports leader scores (old PDs omit them).
+func scored(stores []pd.StoreInfo) bool {
+	for i := range stores {
+		if stores[i].Status.LeaderScore > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func anyHealthyVoter(r *pd.Region, stores map[uint64]bool, except uint64) bool {
@@ -527,3 +521,15 @@ func RegionIDs(t ticket.Ticket) []uint64 {
 	}
 	return ids
 }
+
+// storeRegionsError is a failed GET /pd/api/v1/regions/store/{id}.
+type storeRegionsError struct {
+	store uint64
+	err   error
+}
+
+func (e *storeRegionsError) Error() string {
+	return fmt.Sprintf("list regions of store %d: %v", e.store, e.err)
+}
+
+func (e *storeRegionsError) Unwrap() error { return e.err }

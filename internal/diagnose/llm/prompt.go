@@ -30,12 +30,15 @@ Rules you must follow:
 4. Region start and end keys are redacted (they contain user data); addresses and labels may be redacted too ("<redacted:...>"). Do not try to recover them; equal pseudonyms mean equal values.
 
 TiKV/PD facts that often matter:
-- A Down store is re-replicated by PD itself after max-store-down-time; usually no action, page a human.
-- A store stuck Offline while fewer TiKV stores are Up than max-replicas cannot finish draining: cancel the drain (store back Up) or add a TiKV first.
+- Say "PD will repair it" only when the data shows PD repairing: an operator on that region in "operators". PD replaces a down peer only after its store has been down for max-store-down-time; while the store is Up (heartbeating), PD never replaces it: then propose transfer_peer (or remove_peer) for the down peer and state the quorum before and after.
+- Quorum: count only healthy voters (store Up, peer neither down nor pending). Learners do not vote; a witness votes but holds no data; in joint consensus (IncomingVoter / DemotingVoter) both voter sets need a majority. Never remove a learner that is a region's replacement copy (the newest learner while a voter is unhealthy).
+- A region without a leader can run no operator: propose nothing and give its id, key range and size.
+- A store stuck Offline while fewer TiKV stores are Up than max-replicas cannot finish draining: cancel the drain only if the store still heartbeats; otherwise add a TiKV store.
 - A store that is Up with regions but no leaders, while an evict-leader scheduler names it, usually has a leftover scheduler from an upgrade or restart: remove it if no upgrade is running.
-- Leader imbalance: transfer a leader of a concrete region from the most loaded store to a store that already holds a voter of that region.
+- Balance is judged on PD's leader_score / region_score (weights and region sizes applied), not counts: uneven counts with even scores need nothing. A paused balance-leader-scheduler is fixed by resuming it. Never move load against PD's running operators, nor onto a store that is busy, restarted recently, under evict-leader or low on space.
 - A hot or oversized region: split it.
 - Low space on every store: balancing cannot help; no action, page a human.
+- "source_errors" lists PD reads that failed: say what you could not check, and do not propose an action that depends on it.
 
 When you are done, call the submit_diagnosis tool exactly once.`
 
@@ -49,12 +52,15 @@ type promptData struct {
 	Stores            []pd.StoreInfo       `json:"stores"`
 	Regions           []pd.Region          `json:"regions"`
 	Operators         []pd.Operator        `json:"operators"`
+	OperatorRecords   []pd.OperatorRecord  `json:"operator_records,omitempty"`
 	ScheduleConfig    pd.ScheduleConfig    `json:"schedule_config"`
 	ReplicationConfig pd.ReplicationConfig `json:"replication_config"`
 	Schedulers        []string             `json:"schedulers"`
 	PausedSchedulers  []string             `json:"paused_schedulers"`
 	EvictLeaderStores []uint64             `json:"evict_leader_stores"`
 	Prometheus        string               `json:"prometheus_series,omitempty"`
+	// SourceErrors are the reads that failed: source name -> error.
+	SourceErrors map[string]string `json:"source_errors,omitempty"`
 }
 
 type promptTicket struct {
@@ -91,6 +97,8 @@ func UserPrompt(c *diagnose.Context) (string, error) {
 		Stores:            nonNil(c.Stores),
 		Regions:           nonNil(c.Regions),
 		Operators:         nonNil(c.Operators),
+		OperatorRecords:   c.OperatorRecords,
+		SourceErrors:      diagnose.CleanSourceErrors(c.SourceErrors),
 		ScheduleConfig:    c.Schedule,
 		ReplicationConfig: c.Replication,
 		Schedulers:        nonNil(c.Schedulers),

@@ -107,138 +107,121 @@ func New(opts Options) (*Backend, error) {
 // Name returns "openai:" + the model.
 func (b *Backend) Name() string { return "openai:" + b.opts.Model }
 
-// Diagnose asks the model for a diagnosis of c.Ticket. The result is
-// untrusted until diagnose.Validate. Errors wrap diagnose.ErrUnavailable
-// (network, 429 or 5xx after the retries, other API errors),
-// diagnose.ErrBudget or diagnose.ErrInvalidOutput, and carry the tokens
-// spent (diagnose.Spent).
+// Diagnose asks the model for a diagnosis of c.Ticket through the shared
+// agent loop (llm.Agent). The result is untrusted until diagnose.Validate.
+// Errors wrap diagnose.ErrUnavailable (network, 429 or 5xx after the
+// retries, other API errors), diagnose.ErrBudget or
+// diagnose.ErrInvalidOutput, and carry the tokens spent (diagnose.Spent).
 func (b *Backend) Diagnose(ctx context.Context, c *diagnose.Context) (*diagnose.Diagnosis, error) {
-	if c == nil {
-		return nil, errors.New("openai: nil context")
+	a := &llm.Agent{Provider: provider{b}, Name: b.Name(), MaxTokens: b.opts.MaxTokens, Common: b.opts.Common, Log: b.log}
+	return a.Diagnose(ctx, c)
+}
+
+// provider adapts chat completions (POST {base}/chat/completions) to
+// llm.Agent.
+type provider struct{ b *Backend }
+
+func (provider) Label() string { return "openai" }
+
+func (provider) Classify(err error) llm.Verdict { return classify(err) }
+
+func (p provider) Start(system, user string, tools []llm.ToolDef) llm.Conversation {
+	params := make([]sdk.ChatCompletionToolUnionParam, 0, len(tools))
+	for _, d := range tools {
+		params = append(params, toolParam(d.Name, d.Description, d.Schema))
 	}
-	red := diagnose.NewRedactor(b.opts.Redact)
-	rc := red.Context(c)
-	prompt, err := llm.UserPrompt(rc)
+	return &conversation{b: p.b, tools: params,
+		messages: []sdk.ChatCompletionMessageParamUnion{sdk.SystemMessage(system), sdk.UserMessage(user)}}
+}
+
+// conversation is one diagnosis' chat history.
+type conversation struct {
+	b        *Backend
+	tools    []sdk.ChatCompletionToolUnionParam
+	messages []sdk.ChatCompletionMessageParamUnion
+}
+
+// params is the next request: tool_choice names submit_diagnosis when
+// force, else "required" (some tool call).
+func (c *conversation) params(maxTokens int64, force bool) sdk.ChatCompletionNewParams {
+	params := sdk.ChatCompletionNewParams{
+		Model:    shared.ChatModel(c.b.opts.Model),
+		Messages: c.messages,
+		Tools:    c.tools,
+	}
+	if c.b.opts.LegacyMaxTokens {
+		params.MaxTokens = sdk.Int(maxTokens)
+	} else {
+		params.MaxCompletionTokens = sdk.Int(maxTokens)
+	}
+	if force {
+		params.ToolChoice = sdk.ToolChoiceOptionFunctionToolChoice(sdk.ChatCompletionNamedToolChoiceFunctionParam{Name: llm.SubmitToolName})
+	} else {
+		params.ToolChoice = sdk.ChatCompletionToolChoiceOptionUnionParam{OfAuto: sdk.String("required")}
+	}
+	return params
+}
+
+func (c *conversation) RequestBytes(maxTokens int64, force bool) (int64, error) {
+	body, err := json.Marshal(c.params(maxTokens, force))
+	return int64(len(body)), err
+}
+
+func (c *conversation) Send(ctx context.Context, maxTokens int64, force bool) (*llm.Turn, error) {
+	params := c.params(maxTokens, force)
+	reqBytes, _ := c.RequestBytes(maxTokens, force)
+	resp, err := c.b.client.Chat.Completions.New(ctx, params)
 	if err != nil {
 		return nil, err
 	}
-	tools := &llm.Tools{Investigator: b.opts.Investigator, Query: b.opts.Query, Redactor: red}
-	toolParams := []sdk.ChatCompletionToolUnionParam{toolParam(llm.SubmitToolName, llm.SubmitToolDescription, llm.SubmitSchema(rc.Actions))}
-	for _, d := range tools.Defs() {
-		toolParams = append(toolParams, toolParam(d.Name, d.Description, d.Schema))
+	t := &llm.Turn{Usage: usage(resp, reqBytes), PromptTokens: resp.Usage.PromptTokens}
+	if len(resp.Choices) == 0 {
+		t.Stop, t.Detail = llm.StopInvalid, "response has no choices"
+		return t, nil
 	}
-	maxTurns := 1
-	if tools.Enabled() {
-		maxTurns = b.opts.MaxTurns
+	choice := resp.Choices[0]
+	msg := choice.Message
+	t.Raw, t.Detail = msg, fmt.Sprintf("finish_reason %q", choice.FinishReason)
+	for _, tc := range msg.ToolCalls {
+		if tc.Type != "" && tc.Type != "function" {
+			continue
+		}
+		if tc.Function.Name == llm.SubmitToolName {
+			t.Submit = []byte(tc.Function.Arguments)
+			return t, nil
+		}
+		t.Calls = append(t.Calls, llm.ToolCall{ID: tc.ID, Name: tc.Function.Name, Input: []byte(tc.Function.Arguments)})
 	}
-	budget := llm.NewBudget(b.opts.Budget, c)
-	log := b.log.With("ticket", c.Ticket.ID)
-
-	messages := []sdk.ChatCompletionMessageParamUnion{
-		sdk.SystemMessage(llm.SystemPrompt),
-		sdk.UserMessage(prompt),
-	}
-	var prevIn, prevBytes int64
-	for turn := 0; turn < maxTurns; turn++ {
-		params := sdk.ChatCompletionNewParams{
-			Model:    shared.ChatModel(b.opts.Model),
-			Messages: messages,
-			Tools:    toolParams,
-		}
-		body, err := json.Marshal(params)
-		if err != nil {
-			return nil, fmt.Errorf("openai: encode request: %w", err)
-		}
-		curBytes := int64(len(body))
-		maxTok, last, err := budget.Plan(llm.EstimateInput(prevIn, prevBytes, curBytes), b.opts.MaxTokens)
-		if err != nil {
-			return nil, diagnose.WithSpent(fmt.Errorf("openai: %w", err), budget.Used)
-		}
-		if b.opts.LegacyMaxTokens {
-			params.MaxTokens = sdk.Int(maxTok)
-		} else {
-			params.MaxCompletionTokens = sdk.Int(maxTok)
-		}
-		force := last || turn == maxTurns-1
-		if force {
-			params.ToolChoice = sdk.ToolChoiceOptionFunctionToolChoice(sdk.ChatCompletionNamedToolChoiceFunctionParam{Name: llm.SubmitToolName})
-		} else {
-			params.ToolChoice = sdk.ChatCompletionToolChoiceOptionUnionParam{OfAuto: sdk.String("required")}
-		}
-
-		resp, attempts, err := llm.Retry(ctx, b.opts.Retry, log, func(ctx context.Context) (*sdk.ChatCompletion, error) {
-			rctx, cancel := context.WithTimeout(ctx, b.opts.RequestTimeout)
-			defer cancel()
-			return b.client.Chat.Completions.New(rctx, params)
-		}, classify)
-		if err != nil {
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: openai: %d attempt(s): %w", diagnose.ErrUnavailable, attempts, err), budget.Used)
-		}
-		budget.Add(usage(resp, curBytes))
-		prevIn, prevBytes = resp.Usage.PromptTokens, curBytes
-		if len(resp.Choices) == 0 {
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: openai: response has no choices", diagnose.ErrInvalidOutput), budget.Used)
-		}
-		choice := resp.Choices[0]
-		msg := choice.Message
-
-		var calls []sdk.ChatCompletionMessageToolCallUnion
-		for _, tc := range msg.ToolCalls {
-			if tc.Type != "" && tc.Type != "function" {
-				continue
-			}
-			if tc.Function.Name == llm.SubmitToolName {
-				return b.finish(log, turn, budget, []byte(tc.Function.Arguments))
-			}
-			calls = append(calls, tc)
-		}
-		if len(msg.ToolCalls) == 0 {
-			if obj := jsonObjectIn(msg.Content); obj != nil {
-				// A server that ignored tool_choice and wrote the object.
-				return b.finish(log, turn, budget, obj)
-			}
-		}
-		switch {
-		case choice.FinishReason == "length":
-			err := fmt.Errorf("%w: openai: response cut off at %d tokens", diagnose.ErrInvalidOutput, maxTok)
-			if maxTok < b.opts.MaxTokens {
-				err = fmt.Errorf("%w: openai: response cut off at %d tokens, all the budget left", diagnose.ErrBudget, maxTok)
-			}
-			return nil, diagnose.WithSpent(err, budget.Used)
-		case choice.FinishReason == "content_filter" || msg.Refusal != "":
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: openai: the model refused (%s)", diagnose.ErrInvalidOutput, clip(msg.Refusal)), budget.Used)
-		case force:
-			return nil, diagnose.WithSpent(fmt.Errorf("%w: openai: the model did not call %s (finish_reason %q)",
-				diagnose.ErrInvalidOutput, llm.SubmitToolName, choice.FinishReason), budget.Used)
-		}
-
-		// An investigation turn: answer every tool call, then go on.
-		messages = append(messages, msg.ToParam())
-		for _, tc := range calls {
-			out, err := tools.Call(ctx, tc.Function.Name, json.RawMessage(tc.Function.Arguments))
-			if err != nil {
-				log.Info("investigation tool failed", "tool", tc.Function.Name, "err", err)
-				out = "error: " + err.Error()
-			}
-			messages = append(messages, sdk.ToolMessage(out, tc.ID))
-		}
-		if len(calls) == 0 {
-			messages = append(messages, sdk.UserMessage("Call "+llm.SubmitToolName+" now."))
+	if len(msg.ToolCalls) == 0 {
+		if obj := jsonObjectIn(msg.Content); obj != nil {
+			// A server that ignored tool_choice and wrote the object.
+			t.Submit = obj
+			return t, nil
 		}
 	}
-	// Unreachable: the last turn forces submit_diagnosis and returns.
-	return nil, diagnose.WithSpent(fmt.Errorf("%w: openai: no diagnosis after %d turns", diagnose.ErrInvalidOutput, maxTurns), budget.Used)
+	switch {
+	case choice.FinishReason == "length":
+		t.Stop = llm.StopMaxTokens
+	case choice.FinishReason == "content_filter" || msg.Refusal != "":
+		t.Stop, t.Detail = llm.StopRefusal, msg.Refusal
+	}
+	return t, nil
 }
 
-func (b *Backend) finish(log *slog.Logger, turn int, budget *llm.Budget, input []byte) (*diagnose.Diagnosis, error) {
-	d, err := llm.ParseSubmission(input)
-	if err != nil {
-		return nil, diagnose.WithSpent(fmt.Errorf("openai: %w", err), budget.Used)
+func (c *conversation) Continue(t *llm.Turn, results []llm.ToolResult) {
+	if msg, ok := t.Raw.(sdk.ChatCompletionMessage); ok {
+		c.messages = append(c.messages, msg.ToParam())
 	}
-	d.Backend = b.Name()
-	d.Usage = budget.Used
-	log.Info("diagnosed", "turns", turn+1, "input_tokens", d.Usage.InputTokens, "output_tokens", d.Usage.OutputTokens)
-	return d, nil
+	for _, r := range results {
+		out := r.Content
+		if r.IsError {
+			out = "error: " + out
+		}
+		c.messages = append(c.messages, sdk.ToolMessage(out, r.Call.ID))
+	}
+	if len(results) == 0 {
+		c.messages = append(c.messages, sdk.UserMessage("Call "+llm.SubmitToolName+" now."))
+	}
 }
 
 // usage returns the response's token usage; servers that report none
@@ -304,11 +287,4 @@ func toolParam(name, desc string, schema map[string]any) sdk.ChatCompletionToolU
 		Description: sdk.String(desc),
 		Parameters:  shared.FunctionParameters(schema),
 	})
-}
-
-func clip(s string) string {
-	if len(s) <= 120 {
-		return s
-	}
-	return s[:120] + "..."
 }

@@ -121,6 +121,28 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 		d.NoActionReason = page("the imbalance is gone in PD's current numbers; nothing to move (the ticket resolves once the monitor sees it hold)")
 		return d
 	}
+	// PD balances leader_score (leader_count or leader_size over
+	// leader_weight, by leader-schedule-policy), not counts: uneven counts
+	// with even scores are what PD wants (different weights or region
+	// sizes) and need no action.
+	if scores, ok := f.scores(ids, true); ok {
+		sMax, sMin := extremesF(ids, scores)
+		spread := scores[sMax] - scores[sMin]
+		tol := threshold * meanF(ids, scores) / math.Max(m, 1)
+		d.Evidence = append(d.Evidence, "leader_score now (PD's balance measure, weights applied): "+countsLine("store", roundScores(ids, scores))+
+			fmt.Sprintf("; spread %.1f between store %d and store %d, tolerance %.1f (the count threshold in score units)", spread, sMax, sMin, tol),
+			"leader_weight: "+countsLine("store", f.weights(ids, true)))
+		if spread <= tol {
+			d.Summary = fmt.Sprintf("leader counts differ (store %d: %d, store %d: %d) but PD's leader scores are even", maxID, counts[maxID], minID, counts[minID])
+			d.RootCause = fmt.Sprintf("PD balances leaders on leader_score, which divides by leader_weight (and by region size with leader-schedule-policy size); the scores differ by %.1f only, within tolerance %.1f. The count difference is what the weights and region sizes ask for: PD's balance-leader scheduler would undo any transfer.", spread, tol)
+			d.Confidence = diagnose.ConfidenceHigh
+			d.Risks = []string{"None from waiting: the cluster is balanced the way PD measures it. Change the stores' leader weights (pd-ctl store weight) if the split is not intended."}
+			d.NoActionReason = page("counts are uneven but PD's scores are even; nothing to move")
+			return d
+		}
+		maxID, minID = sMax, sMin
+		diff = counts[maxID] - counts[minID]
+	}
 	if minS := f.stores[minID]; minS.Status.RegionCount == 0 {
 		d.RootCause = fmt.Sprintf("Store %d holds no region at all, so it cannot lead any: this is a region placement problem, not a leader one.", minID)
 		if f.lowSpace(minS) {
@@ -151,6 +173,18 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 	case "paused":
 		cause = append(cause, "PD's balance-leader-scheduler is paused (GET /pd/api/v1/schedulers?status=paused), so PD does not move leaders back; resuming it (pd-ctl scheduler resume balance-leader-scheduler) restores the balance for good.")
 		conf, urgency = diagnose.ConfidenceHigh, action.Soon
+		if f.hasAction(actionResumeScheduler) && !f.halted() {
+			d.RootCause = cause[0]
+			d.Confidence = diagnose.ConfidenceHigh
+			d.ProposedAction = propose(actionResumeScheduler, map[string]any{"name": schedBalanceLeader}, action.Soon,
+				"Resume PD's balance-leader-scheduler (POST /pd/api/v1/schedulers/balance-leader-scheduler {\"delay\": 0}, pd-ctl scheduler resume): it is paused, which is why the leaders of store %d (%d) never move back to store %d (%d). PD then evens the leaders out itself, under leader-schedule-limit %d, instead of one approved transfer at a time.",
+				maxID, counts[maxID], minID, counts[minID], f.c.Schedule.LeaderScheduleLimit)
+			d.Risks = []string{
+				"Whoever paused it may have had a reason (a maintenance window, a benchmark): ask before approving.",
+				"PD moves many leaders over the next minutes: brief latency blips on the regions that move.",
+			}
+			return d
+		}
 	case "absent":
 		cause = append(cause, "PD's balance-leader-scheduler is not running (absent from GET /pd/api/v1/schedulers): it was removed or never added, so nothing rebalances leaders; re-adding it (pd-ctl scheduler add balance-leader-scheduler) restores the balance for good.")
 		conf, urgency = diagnose.ConfidenceHigh, action.Soon
@@ -186,25 +220,35 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 	}
 	var skipped []string
 	for _, to := range targets {
-		if s := f.stores[to]; f.isSlow(s) {
-			skipped = append(skipped, fmt.Sprintf("store %d is slow (slow_score %d)", to, s.Status.SlowScore))
+		if why := f.unfit(to, true); why != "" {
+			skipped = append(skipped, why)
+			continue
+		}
+		if why := f.againstPD(maxID, to); why != "" {
+			skipped = append(skipped, why)
 			continue
 		}
 		for _, r := range f.regionsOnStore(maxID) {
 			if r.Leader.StoreID != maxID {
 				continue
 			}
-			peer, ok := healthyVoterOn(r, to)
+			peer, ok := f.leaderCapable(r, to)
 			if !ok {
 				continue
 			}
 			if _, busy := f.runningOperator(r.ID); busy {
 				continue
 			}
-			d.Evidence = append(d.Evidence, regionLine(r)+" (GET /pd/api/v1/regions/store/"+fmt.Sprint(maxID)+")")
+			d.Evidence = append(d.Evidence, f.regionLine(r)+" (GET /pd/api/v1/regions/store/"+fmt.Sprint(maxID)+")")
+			if len(skipped) > 0 {
+				d.Evidence = append(d.Evidence, "targets skipped: "+strings.Join(skipped, "; "))
+			}
 			d.ProposedAction = propose(tikv.ActionTransferLeader, map[string]any{"region_id": r.ID, "to_store_id": to}, urgency,
 				"Move the leader of region %d from store %d (%d leaders) to store %d (%d leaders), which already holds a healthy voter of it (peer %d): one step of what PD's balance-leader scheduler would do.",
 				r.ID, maxID, counts[maxID], to, counts[to], peer.ID)
+			if balancer == "paused" {
+				d.ProposedAction.Rationale += " The lasting fix is to resume balance-leader-scheduler (pd-ctl scheduler resume balance-leader-scheduler); the catalog has no resume_scheduler action yet."
+			}
 			d.Risks = []string{
 				fmt.Sprintf("Requests in flight on region %d are retried on the new leader: a latency blip of milliseconds.", r.ID),
 				fmt.Sprintf("One transfer moves one leader of a %d-leader gap: the skew persists until PD's balance-leader scheduler runs again or more transfers are approved.", diff),
@@ -261,6 +305,29 @@ func regionImbalance(f *facts) *diagnose.Diagnosis {
 		d.NoActionReason = page("the imbalance is gone in PD's current numbers; nothing to move")
 		return d
 	}
+	// PD balances region_score (region size over region_weight, with a
+	// low-space penalty), not counts.
+	if scores, ok := f.scores(ids, false); ok {
+		sMax, sMin := extremesF(ids, scores)
+		spread := scores[sMax] - scores[sMin]
+		tol := threshold * meanF(ids, scores) / math.Max(m, 1)
+		d.Evidence = append(d.Evidence, "region_score now (PD's balance measure): "+countsLine("store", roundScores(ids, scores))+
+			fmt.Sprintf("; spread %.1f between store %d and store %d, tolerance %.1f (the count threshold in score units)", spread, sMax, sMin, tol),
+			"region_weight: "+countsLine("store", f.weights(ids, false)))
+		if spread <= tol {
+			d.Summary = fmt.Sprintf("region counts differ (store %d: %d, store %d: %d) but PD's region scores are even", maxID, counts[maxID], minID, counts[minID])
+			d.RootCause = fmt.Sprintf("PD balances regions on region_score (region size over region_weight), not on counts; the scores differ by %.1f only, within tolerance %.1f. Stores holding regions of different sizes differ in count on purpose.", spread, tol)
+			d.Confidence = diagnose.ConfidenceHigh
+			d.Risks = []string{"None from waiting: PD's balance-region scheduler would undo a move made on counts."}
+			d.NoActionReason = page("counts are uneven but PD's region scores are even; nothing to move")
+			return d
+		}
+		if sMax != maxID || sMin != minID {
+			maxID, minID = sMax, sMin
+			maxS, minS = f.stores[maxID], f.stores[minID]
+			diff = counts[maxID] - counts[minID]
+		}
+	}
 	var cause []string
 	switch {
 	case balancer != "running":
@@ -303,8 +370,12 @@ func regionImbalance(f *facts) *diagnose.Diagnosis {
 		}
 		return d
 	}
-	if f.lowSpace(minS) || minS.IsTiFlash() {
-		d.NoActionReason = page("store %d cannot take a replica (low space or TiFlash)", minID)
+	if why := f.unfit(minID, false); why != "" {
+		d.NoActionReason = page("store %d cannot take a replica now: %s", minID, why)
+		return d
+	}
+	if why := f.againstPD(maxID, minID); why != "" {
+		d.NoActionReason = page("a move from store %d to store %d would fight PD: %s", maxID, minID, why)
 		return d
 	}
 	for _, r := range f.regionsOnStore(maxID) {
@@ -314,17 +385,20 @@ func regionImbalance(f *facts) *diagnose.Diagnosis {
 		if _, busy := f.runningOperator(r.ID); busy {
 			continue
 		}
-		q := tikv.RegionQuorum(r, f.c.Stores)
-		if !q.HasMajority() || len(r.PendingPeers) > 0 || len(r.DownPeers) > 0 || r.Leader.StoreID == maxID {
+		pm := f.model(r)
+		if !pm.HasLeader() || !pm.HasQuorum() || len(pm.UnhealthyVoters()) > 0 || pm.Joint() || r.Leader.StoreID == maxID {
+			continue
+		}
+		if p, _ := pm.On(maxID); p.Witness {
 			continue
 		}
 		if !f.keepsIsolation(r, maxID, minID) {
 			continue
 		}
-		d.Evidence = append(d.Evidence, regionLine(r))
+		d.Evidence = append(d.Evidence, f.regionLine(r))
 		d.ProposedAction = propose(tikv.ActionTransferPeer, map[string]any{"region_id": r.ID, "from_store_id": maxID, "to_store_id": minID}, action.WhenConvenient,
-			"Move the follower of region %d from store %d (%d regions) to store %d (%d regions): one move brings the counts within the threshold, and the region keeps %d of %d healthy voters throughout.",
-			r.ID, maxID, counts[maxID], minID, counts[minID], q.Healthy, q.Voters)
+			"Move the follower of region %d from store %d (%d regions) to store %d (%d regions): one move brings the counts within the threshold. Quorum now: %s; after the move: %s.",
+			r.ID, maxID, counts[maxID], minID, counts[minID], pm.Quorum(), pm.Moved(maxID, minID).Quorum())
 		d.Risks = append(d.Risks, "If balance-region is off on purpose (maintenance), moving data now may interfere with it.")
 		return d
 	}
@@ -434,10 +508,16 @@ func storeNoLeaders(f *facts) *diagnose.Diagnosis {
 		d.RootCause = fmt.Sprintf("Store %d is slow (slow_score %d): PD's evict-slow-store scheduler (%s) evicts the leaders of a single slow store and returns them only after the score recovers.", id, s.Status.SlowScore, f.scheduler(schedEvictSlow))
 		d.Confidence = diagnose.ConfidenceMedium
 		d.NoActionReason = page("store %d is slow; check its disk (latency, errors) rather than forcing leaders back", id)
+	case balancer == "paused" && f.hasAction(actionResumeScheduler) && !f.halted():
+		d.RootCause = fmt.Sprintf("No evict-leader scheduler holds store %d, but balance-leader-scheduler is paused: after a restart nothing brings leaders back to it.", id)
+		d.Confidence = diagnose.ConfidenceHigh
+		d.ProposedAction = propose(actionResumeScheduler, map[string]any{"name": schedBalanceLeader}, action.Soon,
+			"Resume PD's balance-leader-scheduler so that PD moves leaders back to store %d (%d regions, no leaders) by itself.", id, s.Status.RegionCount)
+		d.Risks = []string{"Whoever paused it may have had a reason (a maintenance window): ask before approving.", "PD moves many leaders over the next minutes."}
 	case balancer != "running":
 		d.RootCause = fmt.Sprintf("No evict-leader scheduler holds store %d, but balance-leader-scheduler is %s: after a restart nothing brings leaders back to it.", id, balancer)
 		d.Confidence = diagnose.ConfidenceMedium
-		d.NoActionReason = page("resume or re-add balance-leader-scheduler (pd-ctl scheduler add balance-leader-scheduler); the catalog has no action for it")
+		d.NoActionReason = page("resume or re-add balance-leader-scheduler (pd-ctl scheduler resume / scheduler add balance-leader-scheduler)")
 	default:
 		d.RootCause = fmt.Sprintf("No evict-leader scheduler holds store %d and balance-leader runs: placement rules with leader constraints, labels, or TiKV refusing leaders (busy: %v) may keep leaders away.", id, s.Status.IsBusy)
 		d.Confidence = diagnose.ConfidenceLow
@@ -517,4 +597,66 @@ func subjectID(subject, prefix string) (uint64, bool) {
 		return 0, false
 	}
 	return id, true
+}
+
+// scores returns PD's leader_score (leaders) or region_score of ids, and
+// whether PD reports them (old PDs and some fixtures omit scores: then
+// counts are all there is).
+func (f *facts) scores(ids []uint64, leaders bool) (map[uint64]float64, bool) {
+	out := make(map[uint64]float64, len(ids))
+	any := false
+	for _, id := range ids {
+		st := f.stores[id].Status
+		v := st.RegionScore
+		if leaders {
+			v = st.LeaderScore
+		}
+		out[id] = v
+		any = any || v > 0
+	}
+	return out, any
+}
+
+// weights returns the leader_weight (leaders) or region_weight of ids.
+func (f *facts) weights(ids []uint64, leaders bool) map[uint64]float64 {
+	out := make(map[uint64]float64, len(ids))
+	for _, id := range ids {
+		st := f.stores[id].Status
+		out[id] = st.RegionWeight
+		if leaders {
+			out[id] = st.LeaderWeight
+		}
+	}
+	return out
+}
+
+func extremesF(ids []uint64, v map[uint64]float64) (maxID, minID uint64) {
+	for i, id := range ids {
+		if i == 0 || v[id] > v[maxID] {
+			maxID = id
+		}
+		if i == 0 || v[id] < v[minID] {
+			minID = id
+		}
+	}
+	return maxID, minID
+}
+
+func meanF(ids []uint64, v map[uint64]float64) float64 {
+	if len(ids) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, id := range ids {
+		sum += v[id]
+	}
+	return sum / float64(len(ids))
+}
+
+func roundScores(ids []uint64, v map[uint64]float64) map[uint64]float64 {
+	out := make(map[uint64]float64, len(ids))
+	for _, id := range ids {
+		out[id] = math.Round(v[id]*10) / 10
+	}
+	return out
 }

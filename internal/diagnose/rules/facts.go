@@ -252,42 +252,20 @@ func (f *facts) regionsOnStore(id uint64) []*pd.Region {
 	return out
 }
 
-// lostQuorum returns the ids of the given regions whose live voters no
-// longer form a majority: a voter is live when its store heartbeats (PD
-// state Up or Offline; a draining store still serves) and the region's
-// leader does not report it down. Such a region cannot elect a leader or
-// change its membership until its stores return.
+// lostQuorum returns the ids of the given regions that lost their
+// quorum (peers.Region.Available): in some voter set (two in joint
+// consensus) fewer than a majority of voters are live — on a store that
+// heartbeats (Up, or Offline while draining) and not reported down. Such a
+// region cannot elect a leader or change its membership until its stores
+// return.
 func (f *facts) lostQuorum(rs []*pd.Region) []uint64 {
 	var out []uint64
 	for _, r := range rs {
-		voters, live := 0, 0
-		for _, p := range r.Peers {
-			if !p.IsVoter() {
-				continue
-			}
-			voters++
-			if f.liveVoter(r, p.StoreID) {
-				live++
-			}
-		}
-		if voters > 0 && live < voters/2+1 {
+		if m := f.model(r); len(m.Voters()) > 0 && !m.Available() {
 			out = append(out, r.ID)
 		}
 	}
 	return out
-}
-
-func (f *facts) liveVoter(r *pd.Region, store uint64) bool {
-	s, ok := f.stores[store]
-	if !ok || (s.Store.StateName != pd.StateUp && s.Store.StateName != pd.StateOffline) {
-		return false
-	}
-	for _, d := range r.DownPeers {
-		if d.Peer.StoreID == store {
-			return false
-		}
-	}
-	return true
 }
 
 // heartbeatAge is how long ago the store last heartbeated, by PD's clock
@@ -319,61 +297,45 @@ func storeLine(s *pd.StoreInfo) string {
 		s.Status.Available, s.Status.Capacity)
 }
 
-// regionLine renders a region for evidence (never its keys).
-func regionLine(r *pd.Region) string {
-	var voters, learners []uint64
-	for _, p := range r.Peers {
-		if p.IsVoter() {
-			voters = append(voters, p.StoreID)
-		} else {
-			learners = append(learners, p.StoreID)
-		}
+// regionLine renders a region for evidence (never its keys): leader (or
+// "no leader"), voters, learners, witnesses, down and pending peers and
+// its quorum per voter set (peers.Region.Quorum, the dry runs'
+// arithmetic).
+func (f *facts) regionLine(r *pd.Region) string {
+	m := f.model(r)
+	leader := fmt.Sprintf("leader on store %d", r.Leader.StoreID)
+	if !m.HasLeader() {
+		leader = "NO LEADER"
 	}
-	slices.Sort(voters)
-	slices.Sort(learners)
-	s := fmt.Sprintf("region %d: leader on store %d, voters on stores %s", r.ID, r.Leader.StoreID, idList(voters))
-	if len(learners) > 0 {
-		s += ", learners on stores " + idList(learners)
+	s := fmt.Sprintf("region %d: %s, voters on stores %s", r.ID, leader, idList(m.Voters()))
+	if l := m.Learners(); len(l) > 0 {
+		s += ", learners on stores " + idList(l)
+	}
+	if w := m.Witnesses(); len(w) > 0 {
+		s += ", witnesses on stores " + idList(w)
 	}
 	s += fmt.Sprintf(", %d MiB, %d keys", r.ApproximateSize, r.ApproximateKeys)
-	if len(r.DownPeers) > 0 {
-		var d []uint64
-		for _, p := range r.DownPeers {
-			d = append(d, p.Peer.StoreID)
+	var down, pending []uint64
+	for _, p := range m.Peers {
+		if p.Down {
+			down = append(down, p.StoreID)
 		}
-		slices.Sort(d)
-		s += ", down peers on stores " + idList(d)
-	}
-	if len(r.PendingPeers) > 0 {
-		var pp []uint64
-		for _, p := range r.PendingPeers {
-			pp = append(pp, p.StoreID)
-		}
-		slices.Sort(pp)
-		s += ", pending peers on stores " + idList(pp)
-	}
-	return s
-}
-
-// healthyVoterOn reports whether r has a voter on store that its leader
-// reports neither down nor pending: the only kind of peer a leader can be
-// transferred to without waiting.
-func healthyVoterOn(r *pd.Region, store uint64) (pd.Peer, bool) {
-	p, ok := r.PeerOn(store)
-	if !ok || !p.IsVoter() {
-		return pd.Peer{}, false
-	}
-	for _, d := range r.DownPeers {
-		if d.Peer.StoreID == store {
-			return pd.Peer{}, false
+		if p.Pending {
+			pending = append(pending, p.StoreID)
 		}
 	}
-	for _, pp := range r.PendingPeers {
-		if pp.StoreID == store {
-			return pd.Peer{}, false
-		}
+	slices.Sort(down)
+	slices.Sort(pending)
+	if len(down) > 0 {
+		s += ", down peers on stores " + idList(down)
 	}
-	return p, true
+	if len(pending) > 0 {
+		s += ", pending peers on stores " + idList(pending)
+	}
+	if m.Joint() {
+		s += ", in joint consensus"
+	}
+	return s + "; quorum: " + m.Quorum()
 }
 
 func idList(ids []uint64) string {

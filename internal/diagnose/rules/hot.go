@@ -65,7 +65,7 @@ func hotWriteStore(f *facts) *diagnose.Diagnosis {
 		d.NoActionReason = page("PD halts all scheduling (halt-scheduling=true), so no split operator can run")
 		return d
 	}
-	d.Evidence = append(d.Evidence, regionLine(r))
+	d.Evidence = append(d.Evidence, f.regionLine(r))
 	if r.ApproximateSize < f.opts.MinSplitSizeMiB || (r.ApproximateSize <= 1 && r.ApproximateKeys == 0) {
 		d.RootCause += fmt.Sprintf(" Region %d is tiny (%d MiB, %d keys): its heat comes from a few keys written over and over (a counter row, a queue table, a hot index entry).", r.ID, r.ApproximateSize, r.ApproximateKeys)
 		d.Risks = []string{"Splitting a tiny region moves no load: every write still hits the same keys."}
@@ -77,7 +77,7 @@ func hotWriteStore(f *facts) *diagnose.Diagnosis {
 		return d
 	}
 	if !r.HasLeader() {
-		d.NoActionReason = page("region %d has no leader, so no split can run; check its peers' stores", r.ID)
+		d.NoActionReason = leaderlessPage([]*pd.Region{r})
 		return d
 	}
 	mover := "PD's hot-region scheduler then moves one of them"
@@ -152,7 +152,7 @@ func regionOversized(f *facts) *diagnose.Diagnosis {
 		d.NoActionReason = page("PD halts all scheduling (halt-scheduling=true), so no split operator can run")
 		return d
 	}
-	d.Evidence = append(d.Evidence, regionLine(r))
+	d.Evidence = append(d.Evidence, f.regionLine(r))
 	if len(r.PendingPeers) > 0 {
 		d.Evidence = append(d.Evidence, fmt.Sprintf("region %d has %d pending peers: a snapshot this large may be failing to apply", r.ID, len(r.PendingPeers)))
 	}
@@ -161,7 +161,7 @@ func regionOversized(f *facts) *diagnose.Diagnosis {
 		return d
 	}
 	if !r.HasLeader() {
-		d.NoActionReason = page("region %d has no leader, so no split can run; check its peers' stores", r.ID)
+		d.NoActionReason = leaderlessPage([]*pd.Region{r})
 		return d
 	}
 	urgency := action.WhenConvenient

@@ -75,6 +75,13 @@ func storeOfflineStuck(f *facts) *diagnose.Diagnosis {
 		d.NoActionReason = page("store %d is physically destroyed and cannot be brought back; add TiKV stores so PD can re-create its replicas", id)
 		return d
 	}
+	if nl := leaderless(regions); len(nl) > 0 {
+		d.RootCause = fmt.Sprintf("Regions %s with a peer on store %d have no leader: PD can run no operator on them, so the drain cannot move them (PD's region_count only counts regions whose leader reports, so the store can look empty while they remain).", idList(regionIDs(nl)), id)
+		d.Confidence = diagnose.ConfidenceHigh
+		d.Risks = []string{"These regions are unavailable until a majority of their voters return.", noForce}
+		d.NoActionReason = leaderlessPage(nl)
+		return d
+	}
 	if len(targets) < mr {
 		why := fmt.Sprintf("only %d Up TiKV stores", len(up))
 		if len(targets) < len(up) {
@@ -82,6 +89,14 @@ func storeOfflineStuck(f *facts) *diagnose.Diagnosis {
 		}
 		d.RootCause = fmt.Sprintf("The drain of store %d cannot finish: every region needs %d replicas on distinct stores, and PD has %s to put them on, so it never moves the last replicas off store %d (cases.md 01: \"you only have two tikv nodes but need at least three replicas\"; PD logs \"no extra up node has enough space\").", id, mr, why, id)
 		d.Confidence = diagnose.ConfidenceHigh
+		if alive, hb := f.heartbeating(s); !alive {
+			d.Evidence = append(d.Evidence, hb)
+			d.Risks = []string{noForce}
+			d.NoActionReason = page("the drain of store %d cannot finish, but cancelling it would not help: %s, so its process or data may be gone; add TiKV stores (scale out) so PD can re-create its replicas elsewhere", id, hb)
+			return d
+		} else {
+			d.Evidence = append(d.Evidence, hb)
+		}
 		d.ProposedAction = propose(tikv.ActionCancelDrain, map[string]any{"store_id": id}, action.Soon,
 			"Cancel the decommission of store %d (back to Up, pd-ctl store cancel-delete): its drain cannot finish with %s for max-replicas %d, and meanwhile its %d regions depend on a store that is on its way out. The other way is to add a TiKV store (scale out) first, then PD finishes the drain by itself.",
 			id, why, mr, s.Status.RegionCount)
@@ -152,9 +167,14 @@ func upStoresBelowReplicas(f *facts) *diagnose.Diagnosis {
 	sort.SliceStable(cands, func(i, j int) bool {
 		return f.stores[cands[i]].Status.RegionCount > f.stores[cands[j]].Status.RegionCount
 	})
+	var silent []string
 	for _, id := range cands {
 		s := f.stores[id]
 		if s.Store.PhysicallyDestroyed {
+			continue
+		}
+		if alive, hb := f.heartbeating(s); !alive {
+			silent = append(silent, hb)
 			continue
 		}
 		d.Evidence = append(d.Evidence, storeLine(s))
@@ -171,6 +191,9 @@ func upStoresBelowReplicas(f *facts) *diagnose.Diagnosis {
 		return d
 	}
 	var cause []string
+	if len(silent) > 0 {
+		d.Evidence = append(d.Evidence, "Offline stores not brought back (cancel_drain needs a store that heartbeats): "+strings.Join(silent, "; "))
+	}
 	if len(down)+len(disc) > 0 {
 		cause = append(cause, fmt.Sprintf("Stores %s are Down or Disconnected: PD cannot re-create their replicas because too few stores are left.", idList(append(append([]uint64(nil), down...), disc...))))
 	}
@@ -202,16 +225,21 @@ func regionOfflinePeer(f *facts) *diagnose.Diagnosis {
 	}
 	for _, rid := range samples {
 		if r, ok := f.regions[rid]; ok {
-			d.Evidence = append(d.Evidence, regionLine(r))
+			d.Evidence = append(d.Evidence, f.regionLine(r))
 		}
 	}
 	d.RootCause = "Several stores are being drained at the same time, so some regions have most of their voters on leaving stores; PD moves them slowly if at all, and losing those stores would cost these regions their quorum (cases.md 04: \"delete TiKVs one by one\")."
 	d.Confidence = diagnose.ConfidenceHigh
 	var cands []uint64
 	for _, id := range offline {
-		if !f.stores[id].Store.PhysicallyDestroyed {
-			cands = append(cands, id)
+		if f.stores[id].Store.PhysicallyDestroyed {
+			continue
 		}
+		if alive, hb := f.heartbeating(f.stores[id]); !alive {
+			d.Evidence = append(d.Evidence, hb+": not a candidate for cancel_drain")
+			continue
+		}
+		cands = append(cands, id)
 	}
 	if len(offline) < 2 || len(cands) == 0 {
 		d.RootCause = "Regions have a quorum of voters on the Offline store(s) while fewer than two drains can be cancelled: the regions already lack healthy replicas elsewhere (down or missing peers)."

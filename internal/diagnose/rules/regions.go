@@ -2,12 +2,15 @@ package rules
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/diagnose"
 	"github.com/tikvops/operator/internal/pd"
+	"github.com/tikvops/operator/internal/peers"
 	"github.com/tikvops/operator/internal/tikv"
 )
 
@@ -18,7 +21,7 @@ func (f *facts) sampleRegions(d *diagnose.Diagnosis) []*pd.Region {
 	for _, id := range f.ev.ids("sample_region_ids") {
 		if r, ok := f.regions[id]; ok {
 			out = append(out, r)
-			d.Evidence = append(d.Evidence, regionLine(r))
+			d.Evidence = append(d.Evidence, f.regionLine(r))
 		}
 	}
 	return out
@@ -57,35 +60,248 @@ func (f *facts) topStore(d *diagnose.Diagnosis) (*pd.StoreInfo, bool) {
 	return s, ok
 }
 
-// regionDownPeer (region_down_peer): page; the store holding the down
-// peers is what to look at.
+// regionDownPeer (region_down_peer): down peers are repaired by PD only
+// once their store has been down for max-store-down-time (PD v8.1 rule
+// checker isDownPeer: the peer's store must be down too); while the store
+// heartbeats, PD never replaces them. "PD repairs it" is said only when PD
+// runs an operator on the region; otherwise, for a down peer on a store
+// that is Up, propose transfer_peer to a fit store (or remove_peer when
+// the region has more voters than max-replicas) with the quorum stated. A
+// region without a leader or without a quorum gets a page, never an
+// operator.
 func regionDownPeer(f *facts) *diagnose.Diagnosis {
 	d := f.regionCheckHead("have a down peer")
 	top, ok := f.topStore(d)
 	samples := f.sampleRegions(d)
-	lost := f.lostQuorum(samples)
+	return f.downPeers(d, top, ok, samples)
+}
+
+// regionDownPeerUnrepaired (region_down_peer_unrepaired): the monitor saw
+// down peers PD is not repairing (on an Up store, or no PD operator for a
+// while); diagnosed like region_down_peer, over both sample lists.
+func regionDownPeerUnrepaired(f *facts) *diagnose.Diagnosis {
+	n, _ := f.ev.uint("region_count")
+	onUp, _ := f.ev.uint("up_store_region_count")
+	noOp, _ := f.ev.uint("no_operator_region_count")
+	d := &diagnose.Diagnosis{
+		Summary: fmt.Sprintf("%d regions have down peers PD is not repairing", n),
+		Evidence: []string{fmt.Sprintf("%d regions with a down peer on an Up store, %d with no PD operator for %s (monitor, from GET /pd/api/v1/regions/check/down-peer and /operators); samples %s and %s",
+			onUp, noOp, roundDur(time.Duration(must(f.ev.float("threshold_seconds"))*float64(time.Second))),
+			idList(f.ev.ids("sample_up_store_region_ids")), idList(f.ev.ids("sample_no_operator_region_ids")))},
+	}
+	per := f.ev.counts("unrepaired_peers_by_store")
+	var top *pd.StoreInfo
+	ok := false
+	if len(per) > 0 {
+		d.Evidence = append(d.Evidence, "unrepaired down peers by store: "+countsLine("store", per))
+		var best uint64
+		for _, id := range sortedKeys(per) {
+			if best == 0 || per[id] > per[best] {
+				best = id
+			}
+		}
+		if top, ok = f.store(best); ok {
+			d.Evidence = append(d.Evidence, storeLine(top))
+		}
+	}
+	var samples []*pd.Region
+	for _, key := range []string{"sample_up_store_region_ids", "sample_no_operator_region_ids"} {
+		for _, id := range f.ev.ids(key) {
+			if r, found := f.regions[id]; found && !slices.Contains(samples, r) {
+				samples = append(samples, r)
+				d.Evidence = append(d.Evidence, f.regionLine(r))
+			}
+		}
+	}
+	return f.downPeers(d, top, ok, samples)
+}
+
+// downPeers is the shared judgement of down peers: top is the store
+// holding most of them (ok false when unknown), samples the regions read.
+func (f *facts) downPeers(d *diagnose.Diagnosis, top *pd.StoreInfo, ok bool, samples []*pd.Region) *diagnose.Diagnosis {
 	d.Confidence = diagnose.ConfidenceMedium
+	d.Risks = []string{"Regions with a down peer run with one replica fewer; another failure among their stores costs them their quorum."}
+	if nl := leaderless(samples); len(nl) > 0 {
+		d.RootCause = fmt.Sprintf("Regions %s have no leader: a majority of their voters cannot be reached, so they serve no reads or writes and PD can run no operator on them.", idList(regionIDs(nl)))
+		d.Confidence = diagnose.ConfidenceHigh
+		d.NoActionReason = leaderlessPage(nl)
+		return d
+	}
+	if lost := f.lostQuorum(samples); len(lost) > 0 {
+		d.RootCause = fmt.Sprintf("Sample regions %s no longer have a majority of live voters: they are unavailable until their stores return, and no membership change can run on them.", idList(lost))
+		d.Confidence = diagnose.ConfidenceHigh
+		d.NoActionReason = page("regions %s lost their quorum; bring the stores of their down voters back (unsafe recovery only with PingCAP's guidance)", idList(lost))
+		return d
+	}
+	var unrepaired []*pd.Region
+	for _, r := range samples {
+		if text, ok := f.repairing(r); ok {
+			d.Evidence = append(d.Evidence, text)
+			continue
+		}
+		unrepaired = append(unrepaired, r)
+	}
+	if len(unrepaired) > 0 {
+		d.Evidence = append(d.Evidence, fmt.Sprintf("PD runs no operator on regions %s (GET /pd/api/v1/operators?object)", idList(regionIDs(unrepaired))))
+	}
+	if t := f.timeouts(samples); t != "" {
+		d.Evidence = append(d.Evidence, t)
+	}
+	maxDown := f.maxStoreDownTime()
 	var cause []string
 	switch {
 	case !ok:
 		cause = append(cause, "Region leaders report peers that have not answered for a while (TiKV max-peer-down-duration, 10 min); the evidence names no single store.")
 	case top.Store.StateName == pd.StateUp:
-		cause = append(cause, fmt.Sprintf("Store %d is Up (it heartbeats to PD), yet region leaders report its peers down: the stores cannot reach each other (a network partition between TiKV nodes, TiKV_server_report_failure_msg_total) or the peers are stuck on that store.", top.Store.ID))
+		cause = append(cause, fmt.Sprintf("Store %d is Up (it heartbeats to PD), yet region leaders report its peers down: the peers are stuck on that store (a corrupted or stalled Raft peer) or the TiKV nodes cannot reach each other (TiKV_server_report_failure_msg_total). PD replaces a down peer only once its store is down for max-store-down-time (%s), which never happens while the store heartbeats: PD will not repair these peers by itself.", top.Store.ID, maxDown))
+	case top.Store.StateName == pd.StateDown && len(unrepaired) == 0:
+		cause = append(cause, fmt.Sprintf("Store %d is Down and PD is repairing every sample region (operators above).", top.Store.ID))
+	case top.Store.StateName == pd.StateDown:
+		cause = append(cause, fmt.Sprintf("Store %d is Down (past max-store-down-time %s), yet PD runs no operator on regions %s: PD is not repairing them. Check replica-schedule-limit (%d), store limits and whether a store can take the replicas.", top.Store.ID, maxDown, idList(regionIDs(unrepaired)), f.c.Schedule.ReplicaScheduleLimit))
 	default:
-		cause = append(cause, fmt.Sprintf("Store %d is %s: its peers are down because the store is. PD replaces them once the store has been down for max-store-down-time; the store's own ticket covers it.", top.Store.ID, top.Store.StateName))
-	}
-	if len(lost) > 0 {
-		cause = append(cause, fmt.Sprintf("Sample regions %s no longer have a majority of live voters: they are unavailable until their stores return.", idList(lost)))
-		d.Confidence = diagnose.ConfidenceHigh
+		cause = append(cause, fmt.Sprintf("Store %d is %s: its peers are down because the store is. PD starts replacing them only after max-store-down-time (%s); it runs no operator on regions %s now.", top.Store.ID, top.Store.StateName, maxDown, idList(regionIDs(unrepaired))))
 	}
 	d.RootCause = strings.Join(cause, " ")
-	d.Risks = []string{"Regions with a down peer run with one replica fewer; another failure among their stores costs them their quorum."}
 	where := "the stores holding the down peers"
 	if ok {
-		where = fmt.Sprintf("store %d (%s)", top.Store.ID, top.Store.Address)
+		where = fmt.Sprintf("store %d (%s)", top.Store.ID, clipText(top.Store.Address, 100))
 	}
-	d.NoActionReason = page("look at %s: process, disk, and network reachability from the other TiKV stores; PD re-creates the peers by itself once their store is Down", where)
+	if len(unrepaired) == 0 || f.halted() {
+		d.NoActionReason = page("look at %s: process, disk, and network reachability from the other TiKV stores", where)
+		if f.halted() {
+			d.NoActionReason = page("PD halts all scheduling (halt-scheduling=true); look at %s", where)
+		}
+		return d
+	}
+	var skipped []string
+	for _, r := range unrepaired {
+		m := f.model(r)
+		if m.Joint() || !m.HasQuorum() {
+			continue
+		}
+		// The down peer to move: one on a store that heartbeats (Up), which
+		// PD never repairs; a Disconnected or Down store is PD's to handle.
+		var p peers.Peer
+		found := false
+		for _, q := range m.Peers {
+			if q.Down && q.StoreState == pd.StateUp && (!found || q.StoreID < p.StoreID) {
+				p, found = q, true
+			}
+		}
+		if !found {
+			continue
+		}
+		from := p.StoreID
+		if s, known := f.stores[from]; known {
+			if alive, hb := f.heartbeating(s); !alive {
+				if _, measured := f.heartbeatAge(s); measured {
+					skipped = append(skipped, hb)
+					continue
+				}
+			}
+		}
+		if to, why := f.replicaTarget(r, from); to != 0 {
+			d.Evidence = append(d.Evidence, why)
+			d.Confidence = diagnose.ConfidenceHigh
+			d.ProposedAction = propose(tikv.ActionTransferPeer, map[string]any{"region_id": r.ID, "from_store_id": from, "to_store_id": to}, action.Soon,
+				"PD is not repairing region %d: its %s on store %d has been down %s while the store stays Up, and PD runs no operator on the region. Move that peer to store %d (PD adds it there, then removes the down one). Quorum now: %s; after the move: %s.",
+				r.ID, strings.ToLower(string(p.Role)), from, roundDur(time.Duration(p.DownSeconds)*time.Second), to, m.Quorum(), m.Moved(from, to).Quorum())
+			d.Risks = append(d.Risks, fmt.Sprintf("Adding the replica on store %d sends it a snapshot of region %d (%d MiB).", to, r.ID, r.ApproximateSize),
+				fmt.Sprintf("Other regions with down peers on store %d need the same; find why the peers are stuck there (its TiKV log).", from))
+			return d
+		} else if why != "" {
+			skipped = append(skipped, why)
+		}
+		if len(m.Voters()) > f.maxReplicas() && p.Voting() {
+			after := m.Without(from)
+			if after.HasQuorum() {
+				d.ProposedAction = propose(tikv.ActionRemovePeer, map[string]any{"region_id": r.ID, "store_id": from}, action.Soon,
+					"PD is not repairing region %d and no store can take a replacement; it has %d voters for max-replicas %d, so remove its down peer on store %d. Quorum now: %s; after the removal: %s.",
+					r.ID, len(m.Voters()), f.maxReplicas(), from, m.Quorum(), after.Quorum())
+				return d
+			}
+		}
+	}
+	if len(skipped) > 0 {
+		d.Evidence = append(d.Evidence, "no target store: "+strings.Join(skipped, "; "))
+	}
+	d.NoActionReason = page("PD is not repairing regions %s and no safe move was found; look at %s (TiKV log of the stuck peers) and add capacity if no store can take the replicas", idList(regionIDs(unrepaired)), where)
 	return d
+}
+
+// replicaTarget returns a store that can take r's peer from store from:
+// Up TiKV, holding no peer of r, fit (facts.unfit), not against PD's
+// running operators and keeping location-label isolation; the lightest
+// region_score first. It returns 0 and why none fits.
+func (f *facts) replicaTarget(r *pd.Region, from uint64) (uint64, string) {
+	cands := f.upTiKV()
+	sort.SliceStable(cands, func(i, j int) bool {
+		return f.stores[cands[i]].Status.RegionScore < f.stores[cands[j]].Status.RegionScore
+	})
+	var why []string
+	for _, id := range cands {
+		if _, on := r.PeerOn(id); on {
+			continue
+		}
+		if w := f.unfit(id, false); w != "" {
+			why = append(why, w)
+			continue
+		}
+		if w := f.againstPD(from, id); w != "" {
+			why = append(why, w)
+			continue
+		}
+		if !f.keepsIsolation(r, from, id) {
+			why = append(why, fmt.Sprintf("store %d would break location-label isolation", id))
+			continue
+		}
+		line := fmt.Sprintf("target store %d: %s", id, storeLine(f.stores[id]))
+		if len(why) > 0 {
+			line += "; skipped: " + strings.Join(why, "; ")
+		}
+		return id, line
+	}
+	if len(why) == 0 {
+		return 0, fmt.Sprintf("every Up TiKV store already holds a peer of region %d", r.ID)
+	}
+	return 0, strings.Join(why, "; ")
+}
+
+// timeouts summarises PD's recent operator timeouts on the given regions
+// (GET /pd/api/v1/operators/records), "" when there are none or PD's
+// records were not read.
+func (f *facts) timeouts(rs []*pd.Region) string {
+	n := map[uint64]int{}
+	for _, rec := range f.c.OperatorRecords {
+		if strings.EqualFold(rec.Outcome, "timeout") {
+			n[rec.RegionID]++
+		}
+	}
+	var parts []string
+	for _, r := range rs {
+		if n[r.ID] > 0 {
+			parts = append(parts, fmt.Sprintf("region %d: %d", r.ID, n[r.ID]))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "PD operators that timed out recently (GET /pd/api/v1/operators/records): " + strings.Join(parts, ", ") + ": PD tried and failed, it is not repairing them"
+}
+
+func (f *facts) maxStoreDownTime() time.Duration {
+	if d := time.Duration(f.c.Schedule.MaxStoreDownTime); d > 0 {
+		return d
+	}
+	return pdDefaultMaxStoreDownTime
+}
+
+func regionIDs(rs []*pd.Region) []uint64 {
+	out := make([]uint64, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
 }
 
 // regionPendingPeer (region_pending_peer): page; pending peers lag behind
@@ -148,8 +364,12 @@ func regionMissPeer(f *facts) *diagnose.Diagnosis {
 		d.Risks = append(d.Risks, "Repairs copy region data between stores: network and disk IO while they run.",
 			"Someone may have set the limit to 0 on purpose (a maintenance window): ask before approving.")
 	case len(down) > 0:
-		d.RootCause = fmt.Sprintf("Stores %s are not heartbeating: PD re-creates their replicas once they are Down (after max-store-down-time); %d repair operators are running now.", idList(down), ops)
-		d.NoActionReason = page("PD repairs these regions by itself once stores %s are Down; follow the store tickets and the miss-peer count", idList(down))
+		if ops > 0 {
+			d.RootCause = fmt.Sprintf("Stores %s are not heartbeating; PD is repairing: %d replica-repair operators are running (GET /pd/api/v1/operators).", idList(down), ops)
+		} else {
+			d.RootCause = fmt.Sprintf("Stores %s are not heartbeating, and PD runs no replica-repair operator now: it is not repairing these regions. PD starts only once a store is Down (max-store-down-time %s); if a store is already Down, something blocks the repair (store limits, placement rules).", idList(down), f.maxStoreDownTime())
+		}
+		d.NoActionReason = page("follow the tickets of stores %s and the miss-peer count; if PD still runs no repair operator once they are Down, check store limits (pd-ctl store limit) and placement rules", idList(down))
 	default:
 		d.RootCause = "PD has targets and the limit allows repairs, yet replicas are missing: placement rules or location labels may ask for a placement no store satisfies, or the checkers are paused (pd-ctl config placement-rules show, GET /pd/api/v1/checker/replica)."
 		d.Confidence = diagnose.ConfidenceLow
@@ -175,35 +395,38 @@ func regionExtraPeer(f *facts) *diagnose.Diagnosis {
 		return d
 	}
 	for _, r := range samples {
-		var voters int
-		var learner *pd.Peer
-		for i := range r.Peers {
-			p := r.Peers[i]
-			if p.IsVoter() {
-				voters++
+		m := f.model(r)
+		if !m.HasLeader() {
+			continue
+		}
+		rep, hasRep := m.Replacement()
+		if hasRep {
+			d.Evidence = append(d.Evidence, fmt.Sprintf("region %d: the learner on store %d (peer %d) is the replacement copy of its unhealthy voter on stores %s; it is never removed", r.ID, rep.StoreID, rep.ID, idList(m.UnhealthyVoters())))
+		}
+		var learner *peers.Peer
+		for i := range m.Peers {
+			p := m.Peers[i]
+			if p.Role != peers.Learner || p.TiFlash || p.Witness || p.StoreState == "" || (hasRep && p.ID == rep.ID) {
 				continue
 			}
-			s, ok := f.stores[p.StoreID]
-			if !ok || s.IsTiFlash() || p.IsWitness {
-				continue
-			}
-			if learner == nil || p.StoreID < learner.StoreID {
+			if learner == nil || p.ID < learner.ID {
 				learner = &p
 			}
 		}
-		if learner == nil || voters < mr || len(r.Peers) <= mr {
+		voters := len(m.Voters())
+		if learner == nil || voters < mr || len(r.Peers) <= mr || m.Joint() {
 			continue
 		}
 		if _, busy := f.runningOperator(r.ID); busy {
 			continue
 		}
-		if q := tikv.RegionQuorum(r, f.c.Stores); !q.HasMajority() {
+		if !m.HasQuorum() {
 			continue
 		}
 		d.RootCause += fmt.Sprintf(" Region %d has %d voters (max-replicas %d) plus a learner on TiKV store %d that no rule needs.", r.ID, voters, mr, learner.StoreID)
 		d.ProposedAction = propose(tikv.ActionRemovePeer, map[string]any{"region_id": r.ID, "store_id": learner.StoreID}, action.WhenConvenient,
-			"Remove the orphan learner of region %d on store %d (peer %d): the region keeps all %d voters, so its quorum is untouched. Remove one learner at a time and re-read the region in between; upgrading PD fixes the cause (tikv/pd#6574).",
-			r.ID, learner.StoreID, learner.ID, voters)
+			"Remove the orphan learner of region %d on store %d (peer %d, the oldest learner that is not the region's replacement copy): a learner does not vote, so the quorum is unchanged: %s. Remove one learner at a time and re-read the region in between; upgrading PD fixes the cause (tikv/pd#6574).",
+			r.ID, learner.StoreID, learner.ID, m.Quorum())
 		d.Risks = append(d.Risks,
 			"If a placement rule does ask for a learner on this store (rare outside TiFlash), PD adds it back.",
 			"More orphan learners may remain on other regions; each needs its own removal.")

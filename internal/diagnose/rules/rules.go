@@ -21,11 +21,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/diagnose"
-	"github.com/tikvops/operator/internal/invariant"
+	"github.com/tikvops/operator/internal/tikv"
 )
 
 // Name is the backend's Name(), recorded on its diagnoses and proposals.
@@ -86,43 +88,10 @@ func (b *Backend) Name() string { return Name }
 // runbook diagnoses one invariant's ticket.
 type runbook func(f *facts) *diagnose.Diagnosis
 
-var runbooks = map[string]runbook{
-	invariant.NameLeaderImbalance:       leaderImbalance,
-	invariant.NameRegionImbalance:       regionImbalance,
-	invariant.NameStoreNoLeaders:        storeNoLeaders,
-	invariant.NameHotWriteStore:         hotWriteStore,
-	invariant.NameRegionOversized:       regionOversized,
-	invariant.NameStoreOfflineStuck:     storeOfflineStuck,
-	invariant.NameUpStoresBelowReplicas: upStoresBelowReplicas,
-	invariant.NameRegionOfflinePeer:     regionOfflinePeer,
-	invariant.NameTombstonePileup:       tombstonePileup,
-	invariant.NameStoreDisconnected:     storeGone,
-	invariant.NameStoreUnhealthy:        storeGone,
-	invariant.NameStoreDown:             storeGone,
-	invariant.NameStoreSlow:             storeSlow,
-	invariant.NameStoreLowSpace:         storeLowSpace,
-	invariant.NameClusterSpaceUsed:      clusterSpaceUsed,
-	invariant.NameStoreCapacitySuspect:  storeCapacitySuspect,
-	invariant.NameRegionDownPeer:        regionDownPeer,
-	invariant.NameRegionPendingPeer:     regionPendingPeer,
-	invariant.NameRegionMissPeer:        regionMissPeer,
-	invariant.NameRegionExtraPeer:       regionExtraPeer,
-	invariant.NamePDUnhealthy:           pdUnhealthy,
-	invariant.NamePDNoLeader:            pdNoLeader,
-	invariant.NamePDUnreachable:         pdUnreachable,
-}
-
-// Runbooks returns the invariant names this backend has a runbook for,
-// sorted. Tickets of any other invariant get a generic "a human must look"
-// diagnosis.
-func Runbooks() []string {
-	names := make([]string, 0, len(runbooks))
-	for n := range runbooks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+// Runbooks returns the invariant names this backend has a runbook for
+// (Families), sorted. Tickets of any other invariant get a generic "a
+// human must look" diagnosis.
+func Runbooks() []string { return Families() }
 
 // Diagnose runs the runbook of c.Ticket.Invariant. It fails only for a nil
 // c or an ended ctx; it never reads the cluster (the Context holds what
@@ -135,12 +104,13 @@ func (b *Backend) Diagnose(ctx context.Context, c *diagnose.Context) (*diagnose.
 		return nil, fmt.Errorf("%w: %w", diagnose.ErrUnavailable, err)
 	}
 	f := newFacts(c, b.opts)
-	rb, ok := runbooks[c.Ticket.Invariant]
-	if !ok {
-		rb = unknownInvariant
+	rb := unknownInvariant
+	if fam, ok := families[c.Ticket.Invariant]; ok {
+		rb = fam.runbook
 	}
 	d := rb(f)
 	d.Backend = Name
+	f.failClosed(d)
 	if len(d.Evidence) == 0 {
 		d.Evidence = []string{fmt.Sprintf("ticket %s: %s", c.Ticket.Key, c.Ticket.Summary)}
 	}
@@ -185,4 +155,40 @@ func unknownInvariant(f *facts) *diagnose.Diagnosis {
 		NoActionReason: page("no runbook for invariant %q; read the ticket's evidence and PD's state (pd-ctl store, pd-ctl operator show)",
 			t.Invariant),
 	}
+}
+
+// coreSources are the PD reads every proposal depends on: limits and
+// halt-scheduling, max-replicas and location labels, schedulers and
+// evict-leader stores, and PD's running operators (a proposal must not
+// fight them). Region reads ("region/", "regions/") count too.
+var coreSources = []string{tikv.SourceSchedule, tikv.SourceReplication, tikv.SourceSchedulers,
+	tikv.SourcePaused, tikv.SourceEvictLeader, tikv.SourceOperators}
+
+// failClosed lists in d's evidence what the gatherer could not read and,
+// when a read a proposal depends on failed, withdraws the proposal and
+// names the missing inputs: a check that lacks an input refuses.
+func (f *facts) failClosed(d *diagnose.Diagnosis) {
+	errs := f.c.SourceErrors
+	if len(errs) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(errs))
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var missing []string
+	for _, k := range keys {
+		d.Evidence = append(d.Evidence, fmt.Sprintf("could not read %s: %s", k, clipText(errs[k], 200)))
+		if slices.Contains(coreSources, k) || strings.HasPrefix(k, "region") {
+			missing = append(missing, k)
+		}
+	}
+	if d.ProposedAction == nil || len(missing) == 0 {
+		return
+	}
+	d.RejectedAction = nil
+	d.ProposedAction = nil
+	d.Confidence = diagnose.ConfidenceLow
+	d.NoActionReason = page("this diagnosis would propose an action, but PD could not be read for %s, which it depends on; re-diagnose once PD answers", strings.Join(missing, ", "))
 }

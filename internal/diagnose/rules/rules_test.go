@@ -553,7 +553,7 @@ func TestStoreGone(t *testing.T) {
 		{invariant.NameStoreUnhealthy, st(3, 0, 100, state(pd.StateDisconnected), heartbeatAgo(15*time.Minute)),
 			[]string{"After 10 minutes", "15m0s ago"}, nil},
 		{invariant.NameStoreDown, st(3, 0, 100, state(pd.StateDown), heartbeatAgo(40*time.Minute)),
-			[]string{"re-creates its replicas", "re-replicates", "40m0s ago"}, nil},
+			[]string{"runs no replica-repair operator now: it is not re-creating", "40m0s ago"}, nil},
 		{invariant.NameStoreDown, st(3, 0, 100, state(pd.StateDown), heartbeatAgo(40*time.Minute)),
 			[]string{"Regions 40 have lost their majority", "Stores 2 are not heartbeating either"},
 			[]pd.Region{rg(40, 1, 1, 2, 3), rg(41, 1, 1, 3, 4)}},
@@ -572,7 +572,7 @@ func TestStoreGone(t *testing.T) {
 		c := cx(invariant.NameStoreDisconnected, "store:3", map[string]any{"store_id": 3},
 			[]pd.StoreInfo{st(1, 50, 100), st(2, 50, 100), st(3, 0, 100, state(pd.StateDown), heartbeatAgo(35*time.Minute))})
 		d := run(t, c)
-		noAction(t, d, "re-replicates")
+		noAction(t, d, "the store is Down")
 		if !strings.HasPrefix(d.Summary, "store 3 is Down") {
 			t.Errorf("summary %q", d.Summary)
 		}
@@ -649,7 +649,7 @@ func TestPageOnly(t *testing.T) {
 		{invariant.NameClusterSpaceUsed, "cluster", map[string]any{"used_ratio": 0.85, "used_bytes": 100, "capacity_bytes": 120}, "plan capacity"},
 		{invariant.NameStoreCapacitySuspect, "store:2", map[string]any{"store_id": 2, "reason": "capacity 0 B"}, "crashed"},
 		{invariant.NameTombstonePileup, "cluster", map[string]any{"tombstone_count": 5, "tombstone_store_ids": []uint64{7, 8, 9, 10, 11}, "duplicate_addresses": []string{"10.0.0.9:20160"}}, "remove-tombstone"},
-		{invariant.NameRegionDownPeer, "cluster", map[string]any{"region_count": 3, "sample_region_ids": []uint64{50}, "peers_by_store": map[string]int{"2": 3}, "top_store_id": 2}, "network partition"},
+		{invariant.NameRegionDownPeer, "cluster", map[string]any{"region_count": 3, "sample_region_ids": []uint64{50}, "peers_by_store": map[string]int{"2": 3}, "top_store_id": 2}, "PD will not repair these peers"},
 		{invariant.NameRegionPendingPeer, "cluster", map[string]any{"region_count": 130, "sample_region_ids": []uint64{50}, "peers_by_store": map[string]int{"2": 130}, "top_store_id": 2}, "store 2"},
 		{invariant.NameRegionMissPeer, "cluster", map[string]any{"region_count": 3, "sample_region_ids": []uint64{50}}, "placement rules"},
 		{invariant.NamePDUnhealthy, "cluster", map[string]any{}, "PD members"},

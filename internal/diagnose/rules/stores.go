@@ -85,7 +85,11 @@ func storeGone(f *facts) *diagnose.Diagnosis {
 	switch kind {
 	case invariant.NameStoreDown:
 		d.Summary = fmt.Sprintf("store %d is Down: last heartbeat %s (> max-store-down-time %s)", id, ageText, maxDown)
-		cause = append(cause, "PD marked it Down and re-creates its replicas on the other stores by itself (replace-down-peer operators): no action is needed for the data to be re-protected, provided enough stores are Up.")
+		if ops := f.replicaOperators(); ops > 0 {
+			cause = append(cause, fmt.Sprintf("PD marked it Down and is re-creating its replicas on the other stores: %d replica-repair operators are running (GET /pd/api/v1/operators).", ops))
+		} else {
+			cause = append(cause, "PD marked it Down, but runs no replica-repair operator now: it is not re-creating the store's replicas (check replica-schedule-limit, store limits, and whether enough Up stores with space remain).")
+		}
 	case invariant.NameStoreUnhealthy:
 		d.Summary = fmt.Sprintf("store %d has been silent for %s: unhealthy, not Down yet", id, silent)
 		cause = append(cause, fmt.Sprintf("After 10 minutes PD no longer uses it as an operator target; at max-store-down-time (%s) it becomes Down and PD starts re-creating its replicas elsewhere.", maxDown))
@@ -111,7 +115,7 @@ func storeGone(f *facts) *diagnose.Diagnosis {
 		d.Risks = append(d.Risks,
 			"Re-replication copies the store's data over the network and disks of the remaining stores for a while.",
 			fmt.Sprintf("If the machine is gone for good, decommission the store afterwards with drain_store %d (never with force), so PD stops waiting for it.", id))
-		d.NoActionReason = page("PD re-replicates a Down store's regions by itself; %s", check)
+		d.NoActionReason = page("the store is Down; %s", check)
 	} else {
 		d.NoActionReason = page("PD acts on its own once the store is Down (after max-store-down-time %s); meanwhile %s", maxDown, check)
 	}

@@ -6,19 +6,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/api"
 	"github.com/tikvops/operator/internal/cli/actions/show"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 	"github.com/tikvops/operator/internal/cli/iostreams"
 	"github.com/tikvops/operator/internal/config"
-	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/safetext"
 	"github.com/tikvops/operator/internal/ticket"
 )
 
@@ -26,75 +25,79 @@ import (
 const (
 	// DefaultWait is how long a real approval waits for the outcome.
 	DefaultWait = 2 * time.Minute
-	// PickupGrace is how long an approval may stay unclaimed before the
-	// command checks whether a daemon answers on [server] listen and, if
-	// none does, stops waiting. The executor claims an approval within a
-	// second when it runs.
-	PickupGrace = 5 * time.Second
 	// pollInterval is the pause between two reads of the proposal.
 	pollInterval = 200 * time.Millisecond
 )
 
-// Gate is the approval gate: executor.Executor.
+// Gate is the daemon's API (api.Client): decisions are made by the
+// daemon, which knows who is asking.
 type Gate interface {
-	DryRun(ctx context.Context, id int64, by string) (action.DryRunResult, action.Record, error)
-	Approve(ctx context.Context, id int64, by string) (action.Proposal, error)
+	DryRun(ctx context.Context, id int64) (api.DryRunResponse, error)
+	Approve(ctx context.Context, id int64, req api.DecisionRequest) (api.ApproveResponse, error)
+	Action(ctx context.Context, id int64) (api.ActionView, error)
+	Where() string
 }
 
 // ApproveOptions are the parsed flags of `operator actions approve`.
 type ApproveOptions struct {
-	IO        *iostreams.IOStreams
-	Config    func() (config.Config, error)
-	OpenStore func(ctx context.Context, cfg config.Config) (*store.Store, error)
-	// NewGate builds the gate over st.
-	NewGate func(cfg config.Config, st *store.Store) (Gate, error)
-	// DaemonAlive reports whether an `operator run` answers on cfg's
-	// [server] listen address (true when unknown).
-	DaemonAlive func(ctx context.Context, cfg config.Config) bool
-	Now         func() time.Time
-	Format      string
+	IO     *iostreams.IOStreams
+	Config func() (config.Config, error)
+	// NewGate returns the daemon's API client for cfg.
+	NewGate func(cfg config.Config) (Gate, error)
+	Now     func() time.Time
+	Format  string
 
 	ID int64
 	// DryRun validates against live PD and records the dry run; nothing
 	// is sent to PD.
 	DryRun bool
-	// As names the approver; the OS user when empty.
-	As string
+	// OnBehalfOf (--as) names the person an admin approves for.
+	OnBehalfOf string
+	// Evidence is the hash of the dry-run record the approver looked at
+	// (--evidence); "" binds the latest one.
+	Evidence string
 	// Wait bounds how long a real approval waits for the executor's
 	// outcome; 0 returns right after the approval.
 	Wait time.Duration
 	// PollInterval between reads of the proposal; pollInterval when 0.
 	PollInterval time.Duration
-	// PickupGrace overrides PickupGrace when > 0 (tests).
-	PickupGrace time.Duration
+	// Bin is how the user ran the operator, for the hints printed.
+	Bin string
 }
 
 // NewCmdApprove returns the command; runF replaces approveRun in tests.
 func NewCmdApprove(f *cmdutil.Factory, runF func(context.Context, *ApproveOptions) error) *cobra.Command {
 	opts := &ApproveOptions{
-		IO: f.IOStreams, Config: f.Config, OpenStore: f.OpenStore, Now: f.Now,
-		NewGate: func(cfg config.Config, st *store.Store) (Gate, error) {
-			return f.Executor(cfg, st)
-		},
-		DaemonAlive: DaemonAlive,
+		IO: f.IOStreams, Config: f.Config, Now: f.Now,
+		NewGate: func(cfg config.Config) (Gate, error) { return f.Daemon(cfg) },
+		Bin:     cmdutil.Bin(),
 	}
 	cmd := &cobra.Command{
 		Use:   "approve ID",
 		Short: "Approve a proposed action (or dry-run it first)",
 		Long: `Approve a proposed action so that the daemon's executor runs it.
 
+The decision is made by the daemon (` + "`operator run`" + `), which knows who you are:
+over its Unix socket your OS user (root and the daemon's user are admins,
+[auth] unix-roles gives others a role), or with --server URL --token TOKEN
+the token's name and role. The approval is recorded in the signed audit
+trail, bound to this action's type and params, the cluster, the ticket, the
+dry run you saw and an expiry ([actions] approval-ttl). High-risk actions
+need a second approver ([actions] approvals-required).
+
 With --dry-run nothing is approved and nothing is sent to PD: the action's
 preconditions are checked against live PD state, the exact PD requests an
 execution would send are printed, and the dry run is written to the audit
 trail. The action stays awaiting approval.
 
-Without --dry-run the approval is recorded (who: --as, else the OS user) and
-the command waits up to --wait for the executor of ` + "`operator run`" + ` to
-execute it, then prints the outcome. Exit status 9 when the action failed or
-the dry run found it invalid, 10 when the outcome is not known yet.`,
+Without --dry-run the command waits up to --wait for the executor to run
+it, then prints the outcome. Exit status 9 when the action failed or the
+dry run found it invalid, 10 when the outcome is not known yet, 12 when your
+role does not allow approving, 13 when the daemon is not reachable.`,
 		Example: `  operator actions approve 5 --dry-run
-  operator actions approve 5 --as alice
-  operator actions approve 5 --wait 0   # do not wait for the outcome`,
+  operator actions approve 5
+  operator actions approve 5 --as alice   # an admin approving on alice's behalf
+  operator --server http://ops:9469 --token $OPERATOR_TOKEN actions approve 5`,
 		Args: cmdutil.ExactID("action"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Format = f.Format()
@@ -106,12 +109,9 @@ the dry run found it invalid, 10 when the outcome is not known yet.`,
 			if opts.Wait < 0 {
 				return cmdutil.FlagErrorf("--wait must not be negative, got %s", opts.Wait)
 			}
-			opts.As = strings.TrimSpace(opts.As)
-			if cmd.Flags().Changed("as") && opts.As == "" {
+			opts.OnBehalfOf = strings.TrimSpace(opts.OnBehalfOf)
+			if cmd.Flags().Changed("as") && opts.OnBehalfOf == "" {
 				return cmdutil.FlagErrorf("--as needs a name")
-			}
-			if opts.As == "" {
-				opts.As = cmdutil.WhoAmI(f.Getenv)
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -120,7 +120,8 @@ the dry run found it invalid, 10 when the outcome is not known yet.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "check preconditions and print the PD requests without approving or sending anything")
-	cmd.Flags().StringVar(&opts.As, "as", "", "approver name recorded in the audit trail (default: the OS user)")
+	cmd.Flags().StringVar(&opts.OnBehalfOf, "as", "", "admins only: approve on behalf of this person (both names are recorded)")
+	cmd.Flags().StringVar(&opts.Evidence, "evidence", "", "hash of the dry-run record you reviewed (default: the latest one)")
 	cmd.Flags().DurationVar(&opts.Wait, "wait", DefaultWait, "how long to wait for the executor's outcome (0: do not wait)")
 	return cmd
 }
@@ -134,13 +135,18 @@ type Result struct {
 	// Record is the audit record of the dry run or the execution, when
 	// there is one.
 	Record *action.Record `json:"record,omitempty"`
-	// Outcome is "valid", "invalid", "completed", "failed",
-	// "not_picked_up", "executing" or "approved" (--wait 0).
+	// Outcome is "valid", "invalid", "completed", "failed", "refused",
+	// "expired", "executing", "approved" (--wait 0, or not picked up) or
+	// "needs_approvals".
 	Outcome string `json:"outcome"`
 	// TicketStatus is the ticket's status after a finished execution
 	// (resolved when the daemon's re-evaluation found the invariant
 	// holding).
 	TicketStatus ticket.Status `json:"ticket_status,omitempty"`
+	// Approvals and Required: how many people approved so far, and how
+	// many the policy requires (outcome "needs_approvals" until then).
+	Approvals int `json:"approvals,omitempty"`
+	Required  int `json:"required,omitempty"`
 }
 
 func approveRun(ctx context.Context, opts *ApproveOptions) error {
@@ -148,50 +154,63 @@ func approveRun(ctx context.Context, opts *ApproveOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := opts.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	gate, err := opts.NewGate(cfg, st)
+	gate, err := opts.NewGate(cfg)
 	if err != nil {
 		return err
 	}
 	if opts.DryRun {
-		return dryRun(ctx, opts, st, gate)
+		return dryRun(ctx, opts, gate)
 	}
-
-	p, err := gate.Approve(ctx, opts.ID, opts.As)
+	resp, err := gate.Approve(ctx, opts.ID, api.DecisionRequest{OnBehalfOf: opts.OnBehalfOf, EvidenceDigest: opts.Evidence})
 	if err != nil {
 		return cmdutil.Clean("action", opts.ID, err)
 	}
+	p := resp.Action
 	out := opts.IO.Out
 	jsonOut := opts.Format == cmdutil.FormatJSON
+	if p.Status != action.Approved {
+		// One of several approvals the policy requires.
+		if jsonOut {
+			return cmdutil.PrintJSON(out, Result{Action: p, Outcome: "needs_approvals", Approvals: resp.Approvals, Required: resp.Required})
+		}
+		fmt.Fprintf(out, "Approval %d of %d recorded for action #%d %s %s; it runs once %d more person(s) approve: %s actions approve %d\n",
+			resp.Approvals, resp.Required, p.ID, p.ActionType, cmdutil.CompactJSON(p.Params), resp.Required-resp.Approvals, opts.Bin, p.ID)
+		return nil
+	}
 	if !jsonOut {
-		fmt.Fprintf(out, "Approved action #%d %s %s as %s.\n", p.ID, p.ActionType, cmdutil.CompactJSON(p.Params), opts.As)
+		who := safetext.Line(p.ApprovedBy, 0)
+		if opts.OnBehalfOf != "" {
+			who += " on behalf of " + opts.OnBehalfOf
+		}
+		fmt.Fprintf(out, "Approved action #%d %s %s as %s (approval valid until %s).\n", p.ID, p.ActionType, cmdutil.CompactJSON(p.Params),
+			who, approvalExpiry(p))
 	}
 	if opts.Wait == 0 {
 		if jsonOut {
-			return cmdutil.PrintJSON(out, Result{Action: p, Outcome: "approved"})
+			return cmdutil.PrintJSON(out, Result{Action: p, Outcome: "approved", Approvals: resp.Approvals, Required: resp.Required})
 		}
-		fmt.Fprintf(out, "The executor of `operator run` will execute it; follow it with: operator actions show %d\n", p.ID)
+		fmt.Fprintf(out, "The executor of `operator run` will execute it; follow it with: %s actions show %d\n", opts.Bin, p.ID)
 		return nil
 	}
 	if !jsonOut {
 		fmt.Fprintf(opts.IO.ErrOut, "Waiting up to %s for the executor...\n", opts.Wait)
 	}
-	return wait(ctx, opts, cfg, st, p)
+	return wait(ctx, opts, gate, p)
 }
 
-func dryRun(ctx context.Context, opts *ApproveOptions, st *store.Store, gate Gate) error {
-	res, rec, err := gate.DryRun(ctx, opts.ID, opts.As)
+func approvalExpiry(p action.Proposal) string {
+	if p.ApprovalExpiresAt == nil {
+		return "?"
+	}
+	return p.ApprovalExpiresAt.Local().Format("15:04:05")
+}
+
+func dryRun(ctx context.Context, opts *ApproveOptions, gate Gate) error {
+	resp, err := gate.DryRun(ctx, opts.ID)
 	if err != nil {
 		return cmdutil.Clean("action", opts.ID, err)
 	}
-	p, err := st.Proposal(ctx, opts.ID)
-	if err != nil {
-		return err
-	}
+	res, p, rec := resp.DryRun, resp.Action, resp.Record
 	outcome := "valid"
 	if !res.Valid {
 		outcome = "invalid"
@@ -204,53 +223,50 @@ func dryRun(ctx context.Context, opts *ApproveOptions, st *store.Store, gate Gat
 		w := opts.IO.Out
 		fmt.Fprintf(w, "Dry run of action #%d %s %s (ticket #%d)\n", p.ID, p.ActionType, cmdutil.CompactJSON(p.Params), p.TicketID)
 		show.RenderDryRun(w, res)
-		fmt.Fprintf(w, "Recorded as audit record %d. Nothing was sent to PD; the action is still awaiting approval.\n", rec.ID)
+		fmt.Fprintf(w, "Recorded as audit record %d (hash %s). Nothing was sent to PD; the action is still awaiting approval.\n", rec.ID, shortHash(rec.Hash))
 		if res.Valid {
-			fmt.Fprintf(w, "Next: operator actions approve %d\n", p.ID)
+			fmt.Fprintf(w, "Next: %s actions approve %d --evidence %s\n", opts.Bin, p.ID, rec.Hash)
 		}
 	}
 	if !res.Valid {
-		return fmt.Errorf("%w: dry run of action %d is invalid: %s", cmdutil.ErrActionFailed, p.ID, res.Message)
+		return fmt.Errorf("%w: dry run of action %d is invalid: %s", cmdutil.ErrActionFailed, p.ID, safetext.Line(res.Message, safetext.MaxText))
 	}
 	return nil
 }
 
-func wait(ctx context.Context, opts *ApproveOptions, cfg config.Config, st *store.Store, p action.Proposal) error {
+func wait(ctx context.Context, opts *ApproveOptions, gate Gate, p action.Proposal) error {
 	interval := opts.PollInterval
 	if interval <= 0 {
 		interval = pollInterval
 	}
-	grace := opts.PickupGrace
-	if grace <= 0 {
-		grace = PickupGrace
-	}
-	// Waiting uses the monotonic clock; opts.Now is for what is shown.
-	start := time.Now()
-	deadline := start.Add(opts.Wait)
+	deadline := time.Now().Add(opts.Wait)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	checkedDaemon := false
 	for {
-		cur, err := st.Proposal(ctx, p.ID)
+		v, err := gate.Action(ctx, p.ID)
 		if err != nil {
 			return err
 		}
-		p = cur
+		p = v.Action
 		if p.Status.Final() {
-			return finished(ctx, opts, st, p)
-		}
-		now := time.Now()
-		if p.Status == action.Approved && !checkedDaemon && now.Sub(start) >= grace && opts.DaemonAlive != nil {
-			checkedDaemon = true
-			if !opts.DaemonAlive(ctx, cfg) {
-				return notPickedUp(opts, p, fmt.Sprintf(" (nothing answers on http://%s/healthz)", cfg.Server.Listen))
+			// After an execution the daemon re-evaluates the ticket
+			// (resolved, or reopened for a new diagnosis): wait briefly so
+			// the outcome printed is the ticket's too.
+			if p.Status == action.Completed {
+				v = ticketSettled(ctx, gate, v, interval)
 			}
+			return finished(opts, v)
 		}
-		if !now.Before(deadline) {
+		if !time.Now().Before(deadline) {
+			if opts.Format == cmdutil.FormatJSON {
+				_ = cmdutil.PrintJSON(opts.IO.Out, Result{Action: p, Outcome: string(p.Status)})
+			}
 			if p.Status == action.Approved {
-				return notPickedUp(opts, p, "")
+				return fmt.Errorf("%w: approved; the executor has not picked it up within %s. Action %d stays approved until %s, then expires.",
+					cmdutil.ErrPending, opts.Wait, p.ID, approvalExpiry(p))
 			}
-			return pending(opts, p)
+			return fmt.Errorf("%w: action %d is still %s after %s (executor %s); follow it with: %s actions show %d",
+				cmdutil.ErrPending, p.ID, p.Status, opts.Wait, p.ExecutedBy, opts.Bin, p.ID)
 		}
 		select {
 		case <-ctx.Done():
@@ -260,55 +276,46 @@ func wait(ctx context.Context, opts *ApproveOptions, cfg config.Config, st *stor
 	}
 }
 
-func notPickedUp(opts *ApproveOptions, p action.Proposal, why string) error {
-	if opts.Format == cmdutil.FormatJSON {
-		_ = cmdutil.PrintJSON(opts.IO.Out, Result{Action: p, Outcome: "not_picked_up"})
+// ReevaluateWait bounds how long a completed approval waits for the
+// daemon to re-evaluate the ticket.
+const ReevaluateWait = 10 * time.Second
+
+func ticketSettled(ctx context.Context, gate Gate, v api.ActionView, interval time.Duration) api.ActionView {
+	deadline := time.Now().Add(ReevaluateWait)
+	for v.TicketStatus == ticket.Diagnosed && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return v
+		case <-time.After(interval):
+		}
+		nv, err := gate.Action(ctx, v.Action.ID)
+		if err != nil {
+			return v
+		}
+		v = nv
 	}
-	return fmt.Errorf("%w: approved; no executor has picked it up yet — is `operator run` running?%s "+
-		"Action %d stays approved and runs when the daemon starts (or expires at %s).",
-		cmdutil.ErrPending, why, p.ID, p.ExpiresAt.Local().Format("2006-01-02 15:04:05"))
+	return v
 }
 
-func pending(opts *ApproveOptions, p action.Proposal) error {
-	if opts.Format == cmdutil.FormatJSON {
-		_ = cmdutil.PrintJSON(opts.IO.Out, Result{Action: p, Outcome: string(p.Status)})
-	}
-	return fmt.Errorf("%w: action %d is still %s after %s (executor %s); follow it with: operator actions show %d",
-		cmdutil.ErrPending, p.ID, p.Status, opts.Wait, p.ExecutedBy, p.ID)
-}
-
-func finished(ctx context.Context, opts *ApproveOptions, st *store.Store, p action.Proposal) error {
+func finished(opts *ApproveOptions, v api.ActionView) error {
+	p := v.Action
 	var rec *action.Record
-	recs, err := st.Records(ctx, store.RecordFilter{ProposalID: p.ID})
-	if err != nil {
-		return err
-	}
-	for i := range recs { // newest first; the execution, not a dry run or the approval
-		if recs[i].IsExecution() {
-			rec = &recs[i]
+	for i := range v.Records { // newest first; the execution, not a dry run or the approval
+		if v.Records[i].Event == action.EventExecution || v.Records[i].Event == action.EventRefusal || v.Records[i].Event == action.EventExpiry {
+			rec = &v.Records[i]
 			break
 		}
 	}
-	// After an execution the daemon re-evaluates the ticket's invariant
-	// (resolved, or reopened for a new diagnosis); wait briefly for it so
-	// that the outcome printed is the ticket's too.
-	t, tErr := ticketAfter(ctx, opts, st, p)
 	if opts.Format == cmdutil.FormatJSON {
-		res := Result{Action: p, Record: rec, Outcome: string(p.Status)}
-		if tErr == nil {
-			res.TicketStatus = t.Status
-		}
-		if err := cmdutil.PrintJSON(opts.IO.Out, res); err != nil {
+		if err := cmdutil.PrintJSON(opts.IO.Out, Result{Action: p, Record: rec, Outcome: string(p.Status), TicketStatus: v.TicketStatus}); err != nil {
 			return err
 		}
 	} else {
 		renderOutcome(opts.IO.Out, p, rec)
-		if tErr == nil {
-			renderTicket(opts.IO.Out, t)
-		}
+		renderTicket(opts.IO.Out, p.TicketID, v.TicketStatus, opts.Bin)
 	}
 	if p.Status != action.Completed {
-		return fmt.Errorf("%w: action %d %s: %s", cmdutil.ErrActionFailed, p.ID, p.Status, p.Result)
+		return fmt.Errorf("%w: action %d %s: %s", cmdutil.ErrActionFailed, p.ID, p.Status, safetext.Line(p.Result, safetext.MaxText))
 	}
 	return nil
 }
@@ -318,7 +325,8 @@ func renderOutcome(w io.Writer, p action.Proposal, rec *action.Record) {
 	if p.ExecutedAt != nil && p.FinishedAt != nil {
 		took = fmt.Sprintf(" in %s", p.FinishedAt.Sub(*p.ExecutedAt).Round(time.Millisecond))
 	}
-	fmt.Fprintf(w, "Action #%d %s%s (approved by %s, executed by %s): %s\n", p.ID, p.Status, took, p.ApprovedBy, p.ExecutedBy, p.Result)
+	fmt.Fprintf(w, "Action #%d %s%s (approved by %s, executed by %s): %s\n", p.ID, p.Status, took,
+		safetext.Line(p.ApprovedBy, 0), safetext.Line(p.ExecutedBy, 0), safetext.Line(p.Result, safetext.MaxText))
 	if rec == nil {
 		return
 	}
@@ -326,46 +334,21 @@ func renderOutcome(w io.Writer, p action.Proposal, rec *action.Record) {
 	if json.Unmarshal(rec.Requests, &reqs) == nil && len(reqs) > 0 {
 		fmt.Fprintln(w, "PD requests sent:")
 		for _, q := range reqs {
-			fmt.Fprintf(w, "  %s\n", q)
+			fmt.Fprintf(w, "  %s\n", safetext.Line(q.String(), safetext.MaxText))
 		}
 	}
 	fmt.Fprintf(w, "Audit record %d (hash %s).\n", rec.ID, shortHash(rec.Hash))
 }
 
-// ReevaluateWait bounds how long a completed approval waits for the
-// daemon to re-evaluate the ticket.
-const ReevaluateWait = 10 * time.Second
-
-// ticketAfter returns p's ticket once it left diagnosed (the daemon's
-// re-evaluation resolved or reopened it), or as it is after
-// ReevaluateWait. Only completed executions are waited for.
-func ticketAfter(ctx context.Context, opts *ApproveOptions, st *store.Store, p action.Proposal) (ticket.Ticket, error) {
-	interval := opts.PollInterval
-	if interval <= 0 {
-		interval = pollInterval
-	}
-	deadline := time.Now().Add(ReevaluateWait)
-	for {
-		t, err := st.Ticket(ctx, p.TicketID)
-		if err != nil || p.Status != action.Completed || t.Status != ticket.Diagnosed || !time.Now().Before(deadline) {
-			return t, err
-		}
-		select {
-		case <-ctx.Done():
-			return t, nil
-		case <-time.After(interval):
-		}
-	}
-}
-
-func renderTicket(w io.Writer, t ticket.Ticket) {
-	switch t.Status {
+func renderTicket(w io.Writer, id int64, status ticket.Status, bin string) {
+	switch status {
 	case ticket.Resolved:
-		fmt.Fprintf(w, "Ticket #%d %s: resolved (the invariant holds again).\n", t.ID, t.Key)
+		fmt.Fprintf(w, "Ticket #%d: resolved (the invariant holds again).\n", id)
 	case ticket.Open:
-		fmt.Fprintf(w, "Ticket #%d %s: still violated; reopened for a new diagnosis (operator tickets show %d).\n", t.ID, t.Key, t.ID)
+		fmt.Fprintf(w, "Ticket #%d: still violated; reopened for a new diagnosis (%s tickets show %d).\n", id, bin, id)
+	case "":
 	default:
-		fmt.Fprintf(w, "Ticket #%d %s: %s; see operator tickets show %d\n", t.ID, t.Key, t.Status, t.ID)
+		fmt.Fprintf(w, "Ticket #%d: %s; see %s tickets show %d\n", id, status, bin, id)
 	}
 }
 
@@ -376,31 +359,3 @@ func shortHash(h string) string {
 	return h
 }
 
-// DaemonAlive reports whether something answers GET /healthz on cfg's
-// [server] listen address within a second. It returns true when no address
-// is configured, since it then cannot tell.
-func DaemonAlive(ctx context.Context, cfg config.Config) bool {
-	addr := cfg.Server.Listen
-	if addr == "" {
-		return true
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return true
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
-	if err != nil {
-		return true
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return true
-}

@@ -10,13 +10,12 @@ import (
 
 func TestNewCmdReject(t *testing.T) {
 	tests := []struct {
-		args          []string
-		id            int64
-		reason, as    string
-		wantErr       string
-		defaultAsUser bool
+		args       []string
+		id         int64
+		reason, as string
+		wantErr    string
 	}{
-		{args: []string{"3", "--reason", "  not now "}, id: 3, reason: "not now", defaultAsUser: true},
+		{args: []string{"3", "--reason", "  not now "}, id: 3, reason: "not now"},
 		{args: []string{"3", "--reason", "no", "--as", "carol"}, id: 3, reason: "no", as: "carol"},
 		{args: []string{"3"}, wantErr: "--reason is required"},
 		{args: []string{"3", "--reason", "  "}, wantErr: "--reason is required"},
@@ -40,8 +39,8 @@ func TestNewCmdReject(t *testing.T) {
 			if err != nil || got.ID != tt.id || got.Reason != tt.reason {
 				t.Fatalf("err %v, opts %+v", err, got)
 			}
-			if tt.defaultAsUser && got.As == "" || !tt.defaultAsUser && got.As != tt.as {
-				t.Errorf("as = %q", got.As)
+			if got.OnBehalfOf != tt.as {
+				t.Errorf("on behalf of = %q", got.OnBehalfOf)
 			}
 		})
 	}

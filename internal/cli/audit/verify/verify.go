@@ -3,12 +3,15 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tikvops/operator/internal/auditkey"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 	"github.com/tikvops/operator/internal/cli/iostreams"
+	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/store"
 )
 
@@ -16,21 +19,25 @@ import (
 type VerifyOptions struct {
 	IO     *iostreams.IOStreams
 	Store  func(ctx context.Context) (*store.Store, error)
+	Config func() (config.Config, error)
 	Format string
 }
 
 // NewCmdVerify returns the command; runF replaces verifyRun in tests.
 func NewCmdVerify(f *cmdutil.Factory, runF func(context.Context, *VerifyOptions) error) *cobra.Command {
-	opts := &VerifyOptions{IO: f.IOStreams, Store: f.Store}
+	opts := &VerifyOptions{IO: f.IOStreams, Store: f.Store, Config: f.Config}
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Walk the audit trail's hash chain and report the first broken record",
 		Long: `Walk the audit trail in id order and check every record's SHA-256 against
-its content and its predecessor's hash. An edited record, a missing one or
-a reordered chain is reported with its id; the exit status is then 8.
+its content and its predecessor's hash, every record's Ed25519 signature
+against the daemon's audit public key (audit.key.pub in [audit] key-dir,
+by default next to the database), and the chain against the checkpoint the
+daemon appends outside the database after every record (audit.checkpoint).
+An edited, forged, missing or reordered record, a wiped chain, a trimmed
+tail or a reset sequence is reported with its id; the exit status is then 8.
 
-The head hash printed on success identifies the whole trail: keep a copy
-elsewhere to detect a later rewrite of the entire chain.`,
+It reads the database file directly, so it works while the daemon is down.`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Format = f.Format()
@@ -49,9 +56,27 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 		return err
 	}
 	defer st.Close()
-	rep, err := st.Verify(ctx)
+	o := store.VerifyOptions{}
+	if opts.Config != nil {
+		cfg, err := opts.Config()
+		if err != nil {
+			return err
+		}
+		o.KeyDir = cfg.AuditKeyDir()
+		if pub, err := auditkey.LoadPublic(o.KeyDir); err == nil {
+			o.PublicKey = pub
+		} else if !errors.Is(err, auditkey.ErrNoKey) {
+			return err
+		}
+	}
+	rep, err := st.VerifyWith(ctx, o)
 	if err != nil {
 		return err
+	}
+	if opts.Format != cmdutil.FormatJSON {
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", w)
+		}
 	}
 	if opts.Format == cmdutil.FormatJSON {
 		if err := cmdutil.PrintJSON(opts.IO.Out, rep); err != nil {
@@ -61,7 +86,8 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 		if rep.Records == 0 {
 			fmt.Fprintln(opts.IO.Out, "audit trail OK: no records yet")
 		} else {
-			fmt.Fprintf(opts.IO.Out, "audit trail OK: %d records, head record %d sha256 %s\n", rep.Records, rep.HeadID, rep.HeadHash)
+			fmt.Fprintf(opts.IO.Out, "audit trail OK: %d records (%d signatures verified), head record %d sha256 %s; checkpoint outside the database at record %d\n",
+				rep.Records, rep.Signed, rep.HeadID, rep.HeadHash, rep.CheckpointID)
 		}
 	}
 	if !rep.OK {

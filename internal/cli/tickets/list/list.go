@@ -131,7 +131,15 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 			act = fmt.Sprintf("#%d %s (%s)", r.ActionID, r.ActionType, r.ActionStatus)
 		}
 		tw.Row(strconv.FormatInt(r.ID, 10), string(r.Status), string(r.Severity), r.Invariant, r.Subject,
-			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, cmdutil.Truncate(r.Summary, 80))
+			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, rootMark(r.RootID)+cmdutil.Truncate(r.Summary, 80))
 	}
 	return tw.Flush()
+}
+
+// rootMark is "root #N " for a ticket linked to an incident root.
+func rootMark(root *int64) string {
+	if root == nil {
+		return ""
+	}
+	return fmt.Sprintf("root #%d ", *root)
 }

@@ -94,6 +94,9 @@ func render(w io.Writer, v View, now time.Time) error {
 	if t.ResolvedAt != nil {
 		fmt.Fprintf(w, "Resolved:     %s\n", cmdutil.Stamp(*t.ResolvedAt, now))
 	}
+	if t.RootID != nil {
+		fmt.Fprintf(w, "Incident:     root #%d (this ticket is a symptom of it)\n", *t.RootID)
+	}
 	if t.PreviousID != nil {
 		fmt.Fprintf(w, "Previous:     ticket #%d (same problem, resolved earlier)\n", *t.PreviousID)
 	}

@@ -1,0 +1,237 @@
+// Package auditkey holds the key that authenticates the audit trail and the
+// checkpoint file that records the chain head outside the database.
+//
+// The key is an Ed25519 key pair in two files next to each other:
+//
+//	audit.key      the 32-byte private seed, hex, mode 0600 (only the daemon reads it)
+//	audit.key.pub  the public key, hex, mode 0644 (anyone who verifies reads it)
+//
+// The daemon signs the hash of every audit record it appends. Someone who
+// can write the database but cannot read audit.key cannot forge a record
+// that verifies: `operator audit verify` checks every signature with the
+// public key. The checkpoint file (audit.checkpoint, append-only lines
+// "ID HASH UNIX_NANOS SIGNATURE") records the chain head after each
+// append, so that a wiped, trimmed or rewound chain is detected even when
+// the database alone looks consistent.
+package auditkey
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// File names inside the key directory.
+const (
+	KeyFile        = "audit.key"
+	PublicKeyFile  = "audit.key.pub"
+	CheckpointFile = "audit.checkpoint"
+)
+
+// ErrNoKey is returned (wrapped) when the key or public key file does not
+// exist.
+var ErrNoKey = errors.New("no audit key")
+
+// Key signs audit record hashes. The zero value is unusable; use
+// LoadOrCreate.
+type Key struct {
+	priv ed25519.PrivateKey
+	pub  ed25519.PublicKey
+}
+
+// PublicKey verifies signatures made by a Key.
+type PublicKey struct{ pub ed25519.PublicKey }
+
+// LoadOrCreate reads dir/audit.key, or creates a new key pair there
+// (dir with mode 0700, the private key 0600, the public key 0644) when it
+// does not exist. Errors: unreadable or malformed key files, or a
+// filesystem error creating them.
+func LoadOrCreate(dir string) (*Key, error) {
+	path := filepath.Join(dir, KeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("audit key: %w", err)
+		}
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("audit key: generate: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			if errors.Is(err, os.ErrExist) { // another process won the race
+				return LoadOrCreate(dir)
+			}
+			return nil, fmt.Errorf("audit key: %w", err)
+		}
+		_, werr := f.WriteString(hex.EncodeToString(priv.Seed()) + "\n")
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, fmt.Errorf("audit key: write %s: %w", path, werr)
+		}
+		if err := os.WriteFile(filepath.Join(dir, PublicKeyFile), []byte(hex.EncodeToString(pub)+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("audit key: write public key: %w", err)
+		}
+		return &Key{priv: priv, pub: pub}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit key: %w", err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("audit key %s: not a hex Ed25519 seed of %d bytes", path, ed25519.SeedSize)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	k := &Key{priv: priv, pub: priv.Public().(ed25519.PublicKey)}
+	// Re-create a missing public key file from the private key.
+	pubPath := filepath.Join(dir, PublicKeyFile)
+	if _, err := os.Stat(pubPath); errors.Is(err, os.ErrNotExist) {
+		_ = os.WriteFile(pubPath, []byte(hex.EncodeToString(k.pub)+"\n"), 0o644)
+	}
+	return k, nil
+}
+
+// LoadPublic reads dir/audit.key.pub. Errors: ErrNoKey (wrapped) when it
+// does not exist; a malformed file.
+func LoadPublic(dir string) (*PublicKey, error) {
+	path := filepath.Join(dir, PublicKeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoKey, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit public key: %w", err)
+	}
+	pub, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("audit public key %s: not a hex Ed25519 public key", path)
+	}
+	return &PublicKey{pub: ed25519.PublicKey(pub)}, nil
+}
+
+// Public returns the verifying half of k.
+func (k *Key) Public() *PublicKey { return &PublicKey{pub: k.pub} }
+
+// Sign returns the base64 signature of msg (a record hash).
+func (k *Key) Sign(msg string) string {
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(k.priv, []byte("operator.audit.v1\n"+msg)))
+}
+
+// Verify reports whether sig is k's signature of msg.
+func (p *PublicKey) Verify(msg, sig string) bool {
+	if p == nil || sig == "" {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil || len(b) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(p.pub, []byte("operator.audit.v1\n"+msg), b)
+}
+
+// Head is one checkpoint line: the newest record id and hash after an
+// append, when, and the key's signature over them.
+type Head struct {
+	ID   int64
+	Hash string
+	At   time.Time
+	Sig  string
+}
+
+func headMessage(id int64, hash string, at time.Time) string {
+	return "checkpoint " + strconv.FormatInt(id, 10) + " " + hash + " " + strconv.FormatInt(at.UnixNano(), 10)
+}
+
+// Checkpoint appends chain heads to dir/audit.checkpoint.
+type Checkpoint struct {
+	mu   sync.Mutex
+	path string
+	key  *Key
+}
+
+// NewCheckpoint returns a writer of dir/audit.checkpoint signing with key.
+func NewCheckpoint(dir string, key *Key) *Checkpoint {
+	return &Checkpoint{path: filepath.Join(dir, CheckpointFile), key: key}
+}
+
+// Path returns the checkpoint file's path.
+func (c *Checkpoint) Path() string { return c.path }
+
+// Append writes one line for the head (id, hash) and syncs the file.
+func (c *Checkpoint) Append(id int64, hash string, at time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, err := os.OpenFile(c.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	sig := ""
+	if c.key != nil {
+		sig = c.key.Sign(headMessage(id, hash, at))
+	}
+	_, err = fmt.Fprintf(f, "%d %s %d %s\n", id, hash, at.UnixNano(), sig)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return nil
+}
+
+// ReadHeads reads every checkpoint line of dir/audit.checkpoint whose
+// signature verifies with pub (every line when pub is nil); lines that do
+// not parse or verify are counted in bad. A missing file gives no heads
+// and no error.
+func ReadHeads(dir string, pub *PublicKey) (heads []Head, bad int, err error) {
+	f, err := os.Open(filepath.Join(dir, CheckpointFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 {
+			bad++
+			continue
+		}
+		id, err1 := strconv.ParseInt(fields[0], 10, 64)
+		ns, err2 := strconv.ParseInt(fields[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			bad++
+			continue
+		}
+		h := Head{ID: id, Hash: fields[1], At: time.Unix(0, ns).UTC()}
+		if len(fields) > 3 {
+			h.Sig = fields[3]
+		}
+		if pub != nil && !pub.Verify(headMessage(h.ID, h.Hash, h.At), h.Sig) {
+			bad++
+			continue
+		}
+		heads = append(heads, h)
+	}
+	if err := sc.Err(); err != nil {
+		return heads, bad, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return heads, bad, nil
+}
