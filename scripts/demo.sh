@@ -114,10 +114,14 @@ start() {
 	mkdir -p "$demo" bin
 
 	say "Building bin/operator and bin/tikv-sim"
-	go build -o bin/operator ./cmd/operator
+	go build -ldflags "$(scripts/ldflags.sh)" -o bin/operator ./cmd/operator
 	go build -o bin/tikv-sim ./cmd/tikv-sim
 
-	say "Building pd-server (cached after the first time; ~2 min on 2 cores the first time)"
+	if [[ -x "$(scripts/build-pd.sh --path)" ]]; then
+		say "Using the cached pd-server"
+	else
+		say "Building pd-server from its Go module: the first time only, usually ~2 minutes on 2 cores (cached in ${OPERATOR_CACHE_DIR:-$HOME/.cache/operator}); progress below"
+	fi
 	pd_bin="$(scripts/build-pd.sh)"
 	note "$pd_bin"
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/tikvops/operator/internal/action"
@@ -38,6 +39,13 @@ const (
 	ExitNotAllowed = 12
 	// ExitDaemonUnreachable: nothing answers on the daemon's socket or URL.
 	ExitDaemonUnreachable = 13
+	// ExitNotPD: the --pd endpoint answers HTTP but is not PD (its
+	// /pd/api/v1/stores is missing or not PD's JSON).
+	ExitNotPD = 14
+	// ExitNotEvaluated: `operator check` could not evaluate some
+	// invariants (PD reports no store, or an input an invariant needs is
+	// missing) and found no violation among the others: not a pass.
+	ExitNotEvaluated = 15
 )
 
 // ExitCode maps an error returned by a command to the process exit code.
@@ -72,7 +80,15 @@ func ExitCode(err error) int {
 			return ExitUsage
 		}
 	}
+	var pdErr *pd.APIError
 	switch {
+	case errors.Is(err, pd.ErrNotPD):
+		return ExitNotPD
+	case errors.As(err, &pdErr) && pdErr.Status == http.StatusServiceUnavailable:
+		// PD answers 503 when it has no leader: no usable PD.
+		return ExitPDUnreachable
+	case errors.Is(err, cmdutil.ErrNotEvaluated):
+		return ExitNotEvaluated
 	case errors.Is(err, api.ErrDaemonUnreachable):
 		return ExitDaemonUnreachable
 	case errors.Is(err, store.ErrWrongCluster):

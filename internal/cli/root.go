@@ -6,9 +6,11 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -17,15 +19,21 @@ import (
 	"github.com/tikvops/operator/internal/cli/authcmd"
 	"github.com/tikvops/operator/internal/cli/check"
 	"github.com/tikvops/operator/internal/cli/cmdutil"
+	"github.com/tikvops/operator/internal/cli/notifications"
 	"github.com/tikvops/operator/internal/cli/configcmd"
+	"github.com/tikvops/operator/internal/cli/docs"
 	"github.com/tikvops/operator/internal/cli/record"
 	"github.com/tikvops/operator/internal/cli/replay"
 	"github.com/tikvops/operator/internal/cli/run"
 	"github.com/tikvops/operator/internal/cli/tickets"
 	"github.com/tikvops/operator/internal/cli/version"
+	"github.com/tikvops/operator/internal/pd"
 )
 
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
+// Version is set at build time with
+// -ldflags "-X github.com/tikvops/operator/internal/cli.Version=v1.2.0"
+// (scripts/release.sh, scripts/demo.sh); otherwise `operator version` uses
+// the module version Go stamped, else "dev".
 var Version = "dev"
 
 // Main runs the command line with the process's arguments and streams and
@@ -63,10 +71,42 @@ func printError(w io.Writer, cmd *cobra.Command, err error, code int) {
 			fmt.Fprintf(w, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	case ExitNoDatabase:
-		fmt.Fprintln(w, "Hint: `operator run` creates the database; point --db, $OPERATOR_DB or [database] path at it.")
+		fmt.Fprintf(w, "Hint: `%s run` creates the database; point --db, $OPERATOR_DB or [database] path at it.\n", cmdutil.Bin())
 	case ExitPDUnreachable:
-		fmt.Fprintln(w, "Hint: check --pd, $OPERATOR_PD or [pd] endpoints, and the TLS files if PD uses TLS.")
+		fmt.Fprintln(w, "Hint: "+pdHint(err))
+	case ExitNotPD:
+		fmt.Fprintln(w, "Hint: --pd must be PD's client URL (pd-ctl -u, port 2379 by default), not TiDB's, TiKV's, Grafana's or Prometheus' port.")
 	}
+}
+
+// pdHint explains why PD did not answer, from the error's cause: TLS
+// trust in either direction, plain HTTP to a TLS PD, no PD leader, or
+// nothing listening.
+func pdHint(err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		apiErr    *pd.APIError
+	)
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknownCA):
+		return "PD's certificate is not signed by the CA in --cacert ([pd] cacert-path): give the cluster's CA (the ca.crt of `tiup cluster`)."
+	case errors.As(err, &hostErr):
+		return "PD's certificate does not name the host in --pd: use the host name or address the certificate was issued for."
+	case strings.Contains(msg, "remote error: tls: unknown certificate authority"),
+		strings.Contains(msg, "remote error: tls: bad certificate"),
+		strings.Contains(msg, "remote error: tls: certificate required"):
+		return "PD rejected the client certificate: it requires one signed by a CA it trusts; give --cert and --key issued by the cluster's CA " +
+			"(the client.crt and client.pem of `tiup cluster`). A certificate from another CA is not even sent."
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return "PD speaks plain HTTP at that address: use an http:// endpoint without TLS files."
+	case errors.As(err, &apiErr) && apiErr.Status == 400 && strings.Contains(apiErr.Message, "HTTPS server"):
+		return "PD uses TLS: use https:// endpoints with --cacert, --cert and --key (the same files as pd-ctl)."
+	case errors.As(err, &apiErr) && apiErr.Status == 503:
+		return "PD answered 503: it has no leader (a PD quorum is down or an election is under way); check the PD members' logs."
+	}
+	return "check --pd, $OPERATOR_PD or [pd] endpoints, and the TLS files if PD uses TLS."
 }
 
 // NewRootCmd builds the command tree over f. The global flags are bound to
@@ -116,6 +156,7 @@ environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 		run.NewCmdRun(f, nil),
 		check.NewCmdCheck(f, nil),
 		tickets.NewCmdTickets(f),
+		notifications.NewCmdNotifications(f),
 		actions.NewCmdActions(f),
 		audit.NewCmdAudit(f),
 		configcmd.NewCmdConfig(f),
@@ -124,6 +165,8 @@ environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 		record.NewCmdRecord(f, nil),
 		version.NewCmdVersion(f),
 	)
-	root.CompletionOptions.DisableDefaultCmd = true
+	// `operator completion bash|zsh|fish|powershell` (cobra's).
+	root.CompletionOptions.HiddenDefaultCmd = false
+	root.AddCommand(docs.NewCmdDocs(f))
 	return root
 }

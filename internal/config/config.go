@@ -7,10 +7,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -176,6 +179,10 @@ type Config struct {
 	Server     Server     `toml:"server" json:"server"`
 	Auth       Auth       `toml:"auth" json:"auth"`
 	Audit      Audit      `toml:"audit" json:"audit"`
+	// Notify configures notifications out; Alerting the Alertmanager
+	// webhook receiver (notify.go).
+	Notify   Notify   `toml:"notify" json:"notify"`
+	Alerting Alerting `toml:"alerting" json:"alerting"`
 	// Invariants holds the invariant thresholds and `for` durations
 	// ([invariants] in TOML, kebab-case keys; see invariant.Config).
 	Invariants invariant.Config `toml:"invariants" json:"invariants"`
@@ -200,7 +207,7 @@ func Default() Config {
 			ApprovalTTL:       Duration{15 * time.Minute},
 			ApprovalsRequired: map[string]int{"low": 1, "medium": 1, "high": 2},
 		},
-		Auth: Auth{UnixDefaultRole: "viewer", ProxyTrusted: []string{"127.0.0.1/32", "::1/128"}},
+		Auth:       Auth{UnixDefaultRole: "viewer", ProxyTrusted: []string{"127.0.0.1/32", "::1/128"}},
 		Server:     Server{Listen: "127.0.0.1:9469"},
 		Invariants: DefaultInvariants(),
 	}
@@ -377,6 +384,15 @@ func (c *Config) Validate() error {
 	if (c.PD.CertPath == "") != (c.PD.KeyPath == "") {
 		return errors.New("config: cert-path and key-path go together")
 	}
+	if c.PD.CAPath != "" || c.PD.CertPath != "" {
+		for _, e := range c.PD.Endpoints {
+			if strings.HasPrefix(e, "http://") {
+				return fmt.Errorf("config: TLS files are set (--cacert/--cert/--key or [pd] cacert-path, cert-path) but PD endpoint %q is http://: "+
+					"TLS applies to https:// endpoints only; write https://%s (or drop the TLS files if PD does not use TLS)",
+					redactURL(e), strings.TrimPrefix(redactURL(e), "http://"))
+			}
+		}
+	}
 	if c.Database.Path == "" {
 		return errors.New("config: empty database path")
 	}
@@ -447,7 +463,60 @@ func (c *Config) Validate() error {
 	if err := c.Invariants.Validate(); err != nil {
 		return fmt.Errorf("config: invariants: %w", err)
 	}
+	return c.validateNotify()
+}
+
+// CheckCredentials reports a diagnosis backend that cannot work for lack
+// of a credential: anthropic without an API key ([diagnosis.anthropic]
+// api-key or $ANTHROPIC_API_KEY), openai against api.openai.com (no
+// base-url) without an API key. Only `operator run` needs them, so
+// Validate does not check this.
+func (c Config) CheckCredentials() error {
+	switch c.Diagnosis.Backend {
+	case "anthropic":
+		if c.Diagnosis.Anthropic.APIKey == "" {
+			return errors.New("configuration error: diagnosis backend anthropic needs an API key: set ANTHROPIC_API_KEY or [diagnosis.anthropic] api-key (or use backend = \"rules\")")
+		}
+	case "openai":
+		if c.Diagnosis.OpenAI.APIKey == "" && c.Diagnosis.OpenAI.BaseURL == "" {
+			return errors.New("configuration error: diagnosis backend openai needs an API key for api.openai.com: set OPENAI_API_KEY or [diagnosis.openai] api-key, or a base-url of a local server (vLLM, Ollama)")
+		}
+	}
 	return nil
+}
+
+// Secrets returns the secret values of c (API keys, the server token, the
+// passwords in the PD, Prometheus and model URLs), for masking them in
+// logs and stored error texts (safetext.Mask).
+func (c Config) Secrets() []string {
+	var out []string
+	add := func(s string) {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	add(c.Diagnosis.Anthropic.APIKey)
+	add(c.Diagnosis.OpenAI.APIKey)
+	add(c.Server.Token)
+	urls := append([]string{c.Prometheus.URL, c.Diagnosis.Anthropic.BaseURL, c.Diagnosis.OpenAI.BaseURL, c.Server.URL}, c.PD.Endpoints...)
+	for _, s := range urls {
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				add(p)
+			}
+		}
+	}
+	return out
+}
+
+// RedactURLs returns urls with the password of each masked
+// ("http://u:p@host" -> "http://u:****@host"), for logs.
+func RedactURLs(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = redactURL(u)
+	}
+	return out
 }
 
 // SocketPath returns the API's Unix socket path: [server] socket, else
@@ -488,6 +557,7 @@ func (c Config) Masked() Config {
 	c.Diagnosis.Anthropic.APIKey = mask(c.Diagnosis.Anthropic.APIKey)
 	c.Diagnosis.OpenAI.APIKey = mask(c.Diagnosis.OpenAI.APIKey)
 	c.Server.Token = mask(c.Server.Token)
+	c.maskNotify(mask)
 	eps := make([]string, len(c.PD.Endpoints))
 	for i, e := range c.PD.Endpoints {
 		eps[i] = redactURL(e)
@@ -520,5 +590,17 @@ func (c Config) TOML() ([]byte, error) {
 	if err := toml.NewEncoder(&b).Encode(c); err != nil {
 		return nil, fmt.Errorf("config: encode TOML: %w", err)
 	}
-	return b.Bytes(), nil
+	return integralFloats.ReplaceAllFunc(b.Bytes(), func(m []byte) []byte {
+		i := bytes.IndexByte(m, '=')
+		f, err := strconv.ParseFloat(string(bytes.TrimSpace(m[i+1:])), 64)
+		if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<53 {
+			return m
+		}
+		return append(m[:i+1], " "+strconv.FormatInt(int64(f), 10)...)
+	}), nil
 }
+
+// integralFloats matches "key = 1.048576e+06": the TOML encoder writes
+// float64 settings in exponent form; TOML() writes whole numbers as
+// integers (TOML integers decode into float settings).
+var integralFloats = regexp.MustCompile(`(?m)^\s*[A-Za-z0-9_-]+ = -?[0-9]+(\.[0-9]+)?e[+-]?[0-9]+$`)

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,6 +75,12 @@ type Daemon struct {
 	mu      sync.Mutex
 	started time.Time
 	mon     *monitor.Monitor
+	// health is /healthz's lock-free snapshot (alerting.go); lastCollect
+	// the unix nanoseconds of the last successful PD collection.
+	health      atomic.Pointer[healthSnap]
+	lastCollect atomic.Int64
+	ready       *readiness
+	extra       func(mux *http.ServeMux)
 }
 
 // New checks the configuration and returns a Daemon. It does no I/O.
@@ -154,17 +161,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The database belongs to one PD cluster: bind it (or refuse another
-	// cluster's) before anything reads PD into it.
-	if err := bindCluster(ctx, pdc, st, log); err != nil && errors.Is(err, store.ErrWrongCluster) {
-		return err
-	}
 	var cluster clusterGate
 	collect := func(ctx context.Context) (*tikv.Snapshot, error) {
 		if err := cluster.ensure(ctx, pdc, st, log); err != nil {
 			return nil, err
 		}
-		return tikv.Collect(ctx, pdc)
+		snap, err := tikv.Collect(ctx, pdc)
+		if err == nil {
+			d.lastCollect.Store(time.Now().UnixNano())
+		}
+		return snap, err
 	}
 	mon = monitor.New(monitor.Options{
 		Interval:       cfg.Monitor.Interval.Duration,
@@ -177,6 +183,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Registerer:     reg,
 	})
 
+	// The database belongs to one PD cluster: bind it (or refuse another
+	// cluster's) before anything reads PD into it. (The PD client reports
+	// to the monitor's metrics, so this comes after monitor.New.)
+	if err := bindCluster(ctx, pdc, st, log); err != nil && errors.Is(err, store.ErrWrongCluster) {
+		return err
+	}
+
 	catalog := tikv.NewCatalog(pdc, tikv.WithLogger(log.With("component", "action")), tikv.WithVerifyTimeout(cfg.Actions.ExecutionTimeout.Duration))
 	var prom *tikv.Prom
 	if cfg.Prometheus.URL != "" {
@@ -188,6 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	backend = maskErrors(backend, cfg.Secrets())
 	runner := &diagnose.Runner{
 		Source:       st,
 		Gather:       gather.New(pdc, gather.Options{Prom: prom, Catalog: catalog, Logger: log}),
@@ -228,7 +242,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.started, d.mon = time.Now(), mon
 	d.mu.Unlock()
 
-	log.Info("operator started", "version", d.opts.Version, "pd", cfg.PD.Endpoints, "db", st.Path(),
+	log.Info("operator started", "version", d.opts.Version, "pd", config.RedactURLs(cfg.PD.Endpoints), "db", st.Path(),
 		"interval", cfg.Monitor.Interval.Duration, "quiet", cfg.Monitor.Quiet.Duration,
 		"diagnosis", backend.Name(), "listen", cfg.Server.Listen, "tls", cfg.PD.CAPath != "" || cfg.PD.CertPath != "")
 
@@ -266,6 +280,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Notifications out, alerts in, health (alerting.go).
+	notifier := newNotifier(cfg, st, exec, reg, log)
+	reg.MustRegister(newGauges(st, &d.lastCollect, notifier.sinks))
+	d.ready = newReadiness(cfg, pdc, st)
+	d.extra = func(mux *http.ServeMux) { notifier.routes(mux, cfg, st, apiSrv, log) }
+	goPart("notify", func() error { return notifier.deliverer.Run(ctx) })
+	goPart("health", func() error { return d.refreshHealth(ctx, mon) })
 	var sock *http.Server
 	if path := cfg.SocketPath(); path != "" {
 		sln, err := listenUnix(path)

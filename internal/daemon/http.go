@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tikvops/operator/internal/config"
-	"github.com/tikvops/operator/internal/monitor"
 )
 
 // Health is the body of GET /healthz.
@@ -32,26 +31,37 @@ type Health struct {
 // liveness check; the body tells how the monitor is doing.
 func (d *Daemon) handler(reg *prometheus.Registry, cfg config.Config, backend string, apiHandler http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	d.mu.Lock()
+	started := d.started
+	d.mu.Unlock()
+	pds := cfg.Masked().PD.Endpoints
+	if d.extra != nil {
+		d.extra(mux) // alerting.go: Alertmanager receiver, Slack callbacks
+	}
 	mux.Handle("/api/v1/", apiHandler)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		d.mu.Lock()
-		h := Health{Status: "ok", Version: d.opts.Version, StartedAt: d.started, PD: cfg.Masked().PD.Endpoints,
+		// From the process alone: a snapshot refreshed by refreshHealth,
+		// never the monitor's lock (held for a whole cycle while PD hangs).
+		h := Health{Status: "ok", Version: d.opts.Version, StartedAt: started, PD: pds,
 			Database: cfg.Database.Path, Diagnosis: backend}
-		mon := d.mon
-		d.mu.Unlock()
-		if mon != nil {
-			for _, s := range mon.Status() {
-				if s.LastEvaluated.After(h.LastCycle) {
-					h.LastCycle = s.LastEvaluated
-				}
-				if s.Health == monitor.HealthBad {
-					h.FailingInvariants = append(h.FailingInvariants, s.Name)
-				}
-			}
+		if s := d.health.Load(); s != nil {
+			h.LastCycle, h.FailingInvariants = s.LastCycle, s.FailingInvariants
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if d.ready == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		rd := d.ready.get(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		if !rd.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(rd)
 	})
 	return mux
 }

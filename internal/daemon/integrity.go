@@ -113,7 +113,11 @@ func newAPI(cfg config.Config, st *store.Store, ex *executor.Executor, keyDir, v
 			if err != nil {
 				return store.VerifyReport{}, err
 			}
-			return st.VerifyWith(ctx, store.VerifyOptions{PublicKey: pub, KeyDir: keyDir})
+			rep, err := st.VerifyWith(ctx, store.VerifyOptions{PublicKey: pub, KeyDir: keyDir})
+			if err == nil && !rep.OK {
+				enqueueVerifyFailure(ctx, st, rep, log)
+			}
+			return rep, err
 		},
 		Version: version, Logger: log.With("component", "api"),
 	}), nil

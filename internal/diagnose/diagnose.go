@@ -136,7 +136,7 @@ type Diagnosis struct {
 	// Backend (the rules) diagnosed it instead: the configured backend's
 	// name and why.
 	FallbackFrom string `json:"fallback_from,omitempty"`
-	Usage   Usage  `json:"usage"`
+	Usage        Usage  `json:"usage"`
 }
 
 // Proposal builds the action proposal for d's validated ProposedAction, in
@@ -187,9 +187,9 @@ type Context struct {
 	// OperatorRecords are the operators PD finished recently, with their
 	// outcome (GET /pd/api/v1/operators/records; PD >= 4.0 keeps them 10
 	// minutes); nil when not read.
-	OperatorRecords []pd.OperatorRecord `json:"operator_records,omitempty"`
-	Schedule    pd.ScheduleConfig    `json:"schedule_config"`
-	Replication pd.ReplicationConfig `json:"replication_config"`
+	OperatorRecords []pd.OperatorRecord  `json:"operator_records,omitempty"`
+	Schedule        pd.ScheduleConfig    `json:"schedule_config"`
+	Replication     pd.ReplicationConfig `json:"replication_config"`
 	// Schedulers are the running scheduler names (GET /pd/api/v1/schedulers).
 	Schedulers []string `json:"schedulers"`
 	// PausedSchedulers are paused scheduler names

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,9 +24,12 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/auth"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/testcluster"
 	"github.com/tikvops/operator/internal/ticket"
+
+	_ "modernc.org/sqlite" // the "sqlite" driver, to tamper with the file
 )
 
 // operatorBin is the operator binary TestMain builds.
@@ -265,7 +270,15 @@ listen = %q
 [invariants]
 default-for = "0s"
 leader-imbalance-min-diff = 4
-`, c.PDURL, e.db, e.listen)
+[[auth.tokens]]
+name = "vic"
+role = "viewer"
+sha256 = %q
+[[auth.tokens]]
+name = "tara"
+role = "approver"
+sha256 = %q
+`, c.PDURL, e.db, e.listen, auth.HashToken(viewerToken), auth.HashToken(approverToken))
 	if err := os.WriteFile(e.cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +286,8 @@ leader-imbalance-min-diff = 4
 
 	// Bad input before the daemon ever ran.
 	e.must(5, []string{"no operator database at " + e.db}, "tickets", "list")
-	e.must(5, []string{"no operator database"}, "actions", "approve", "1")
+	// Decisions go through the daemon, which is not running yet.
+	e.must(13, []string{"the operator daemon is not reachable"}, "actions", "approve", "1")
 	if _, err := os.Stat(e.db); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a read command created the database: %v", err)
 	}
@@ -332,8 +346,9 @@ leader-imbalance-min-diff = 4
 	e.must(3, []string{"action 9999 not found"}, "actions", "approve", "9999")
 	e.must(3, []string{"ticket 9999 not found"}, "tickets", "show", "9999")
 	start := time.Now()
-	e.must(0, []string{"Approved action #" + id, "completed", "approved by alice", "verified", "PD requests sent",
-		"Ticket #" + tid + " leader_imbalance/cluster: resolved (the invariant holds again)"}, "actions", "approve", id, "--as", "alice", "--wait", "60s")
+	me := currentUser(t)
+	e.must(0, []string{"Approved action #" + id, "as " + me + " on behalf of alice", "completed", "approved by " + me, "verified", "PD requests sent",
+		"Ticket #" + tid + ": resolved (the invariant holds again)"}, "actions", "approve", id, "--as", "alice", "--wait", "60s")
 	t.Logf("approve -> completed in %s (CLI wall time)", time.Since(start).Round(time.Millisecond))
 	// PD's own view: the operator on the region finished, the leader moved.
 	op := e.regionOperator(params.RegionID)
@@ -355,7 +370,7 @@ leader-imbalance-min-diff = 4
 	e.must(4, []string{"action " + id + " is completed; only proposed actions can be approved"}, "actions", "approve", id)
 	// Dry run, approval, execution: all three in the hash chain.
 	e.must(0, []string{"audit trail OK: 3 records"}, "audit", "verify")
-	e.must(0, []string{"execution", "ok", "alice", "dry-run", "valid", "approval", "approved", "approved by alice"}, "audit", "list")
+	e.must(0, []string{"execution", "ok", "dry-run", "valid", "approval", "approved", "approved by " + me + " on behalf of alice"}, "audit", "list")
 
 	// The daemon's own endpoints.
 	body := httpGet(t, "http://"+e.listen+"/metrics")
@@ -385,12 +400,12 @@ leader-imbalance-min-diff = 4
 	})
 	id2 := fmt.Sprint(p2.ID)
 	e.must(2, []string{"--reason is required"}, "actions", "reject", id2)
-	e.must(0, []string{"Rejected action #" + id2, "as bob", "maintenance tonight"}, "actions", "reject", id2, "--reason", "maintenance tonight", "--as", "bob")
+	e.must(0, []string{"Rejected action #" + id2, "on behalf of bob", "maintenance tonight"}, "actions", "reject", id2, "--reason", "maintenance tonight", "--as", "bob")
 	e.must(4, []string{"action " + id2 + " is rejected; only proposed actions can be approved"}, "actions", "approve", id2)
 	var rejRecs []action.Record
 	e.jsonOf(&rejRecs, "audit", "list", "--action", id2)
 	if len(rejRecs) != 1 || rejRecs[0].Event != action.EventRejection || rejRecs[0].Success ||
-		rejRecs[0].Message != "rejected by bob: maintenance tonight" {
+		rejRecs[0].Message != "rejected by "+me+" on behalf of bob: maintenance tonight" || rejRecs[0].ActorRole != "admin" {
 		t.Errorf("audit records of rejected action %s: %+v", id2, rejRecs)
 	}
 	e.must(0, []string{"audit trail OK: 4 records"}, "audit", "verify")
@@ -434,6 +449,108 @@ leader-imbalance-min-diff = 4
 	}
 	// The audit trail still verifies.
 	e.must(0, []string{"audit trail OK"}, "audit", "verify")
+	if err := c.Sim.StartStore(spare); err != nil {
+		t.Fatal(err)
+	}
+
+	// Over HTTP with tokens: none -> 401, a viewer -> 403 (exit 12), an
+	// approver -> the leader moves and the record names the token.
+	if _, err := c.Sim.MoveLeaders(c.Sim.StoreIDs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	var p3 action.Proposal
+	e.eventually("a third transfer_leader proposal", 90*time.Second, func() bool {
+		var ok bool
+		p3, ok = e.pendingProposal(p2.ID)
+		return ok
+	})
+	id3 := fmt.Sprint(p3.ID)
+	server := "http://" + e.listen
+	// Untrusted text is inert: a rationale with terminal escapes (as a
+	// model or a database writer could plant) never reaches the terminal.
+	e.sql(`UPDATE action_proposals SET rationale = ? WHERE id = ?`, "\x1b[2J\x1b[H\x1b[32mapproved by security team\x1b[0m", p3.ID)
+	if r := e.op("actions", "show", id3); r.code != 0 || strings.Contains(r.out, "\x1b") || !strings.Contains(r.out, "approved by security team") {
+		t.Errorf("actions show with an escape-laden rationale: %s", r)
+	}
+	e.must(12, []string{"no credentials"}, "--server", server, "actions", "approve", id3)
+	e.must(12, []string{"vic has role viewer"}, "--server", server, "--token", viewerToken, "actions", "approve", id3)
+	e.must(12, []string{"unknown token"}, "--server", server, "--token", "opr_wrong", "actions", "approve", id3)
+	var params3 struct {
+		RegionID  uint64 `json:"region_id"`
+		ToStoreID uint64 `json:"to_store_id"`
+	}
+	if err := json.Unmarshal(p3.Params, &params3); err != nil {
+		t.Fatal(err)
+	}
+	e.must(0, []string{"Approved action #" + id3, "as tara", "completed"}, "--server", server, "--token", approverToken, "actions", "approve", id3, "--wait", "60s")
+	if got := e.region(params3.RegionID); got.Leader.StoreID != params3.ToStoreID {
+		t.Errorf("token approval: leader of region %d on store %d, want %d", params3.RegionID, got.Leader.StoreID, params3.ToStoreID)
+	}
+	var recs3 []action.Record
+	e.jsonOf(&recs3, "audit", "list", "--action", id3)
+	var sawApproval bool
+	for _, r := range recs3 {
+		if r.Event == action.EventApproval {
+			sawApproval = r.ApprovedBy == "tara" && r.ActorRole == "approver" && r.Signature != "" && r.ClusterID != ""
+		}
+	}
+	if !sawApproval {
+		t.Errorf("approval record of action %s does not name token tara, approver, signed, with the cluster: %+v", id3, recs3)
+	}
+	e.must(0, []string{"audit trail OK"}, "audit", "verify")
+
+	// A database from another cluster is refused by the daemon, exit 11.
+	other := testcluster.Start(t, testcluster.Options{Stores: 1, Regions: 1})
+	r := e.op("run", "--pd", other.PDURL, "--listen", "")
+	if r.code != 11 || !strings.Contains(r.errOut, "another cluster") {
+		t.Errorf("daemon on another cluster's PD: %s", r)
+	}
+
+	// A decision forged with SQL (a rejected action set to approved) is
+	// refused where it runs: nothing is sent to PD, and audit verify
+	// reports it.
+	before2 := e.region(params3.RegionID)
+	e.sql(`UPDATE action_proposals SET status = 'approved', approved_by = 'mallory' WHERE id = ?`, p2.ID)
+	e.eventually("the forged approval to be refused", 30*time.Second, func() bool {
+		var v struct {
+			Action action.Proposal `json:"action"`
+		}
+		e.jsonOf(&v, "actions", "show", id2)
+		return v.Action.Status == action.Refused
+	})
+	if got := e.region(params3.RegionID); got.Leader.StoreID != before2.Leader.StoreID {
+		t.Errorf("a forged approval moved a leader")
+	}
+	e.must(8, []string{"changed outside the daemon"}, "audit", "verify")
+}
+
+// Tokens of the end-to-end test's configuration.
+const (
+	viewerToken   = "opr_viewer_e2e_0000000000000000000000000000"
+	approverToken = "opr_approver_e2e_00000000000000000000000000"
+)
+
+func currentUser(t *testing.T) string {
+	t.Helper()
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+// sql changes the database behind the daemon's back, as someone with
+// write access to the file could.
+func (e *env) sql(q string, args ...any) {
+	e.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+e.db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(q, args...); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func httpGet(t *testing.T, url string) string {

@@ -61,8 +61,13 @@ func (e *Executor) eligible(p action.Proposal, approvals []action.Record, ts tic
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", store.ErrClaimRefused, fmt.Sprintf(format, args...))
 	}
+	// tampered marks refusals that only a change made outside the daemon
+	// explains; `operator audit verify` reports their records.
+	tampered := func(format string, args ...any) error {
+		return refuse(store.Tampered+format, args...)
+	}
 	if p.ClusterID != cluster {
-		return refuse("action %d was made for PD cluster %q, this daemon acts on cluster %s", p.ID, p.ClusterID, cluster)
+		return tampered("action %d was made for PD cluster %q, this daemon acts on cluster %s", p.ID, p.ClusterID, cluster)
 	}
 	if ts == ticket.Resolved {
 		return fmt.Errorf("%w: its ticket %d is resolved", store.ErrClaimExpired, p.TicketID)
@@ -108,7 +113,7 @@ func (e *Executor) eligible(p action.Proposal, approvals []action.Record, ts tic
 		return fmt.Errorf("%w: the approval expired before the executor claimed it (approval-ttl %s)", store.ErrClaimExpired, e.ttl())
 	}
 	if len(approvals) == 0 {
-		return refuse("no approval record in the audit trail: the status was changed without an approval")
+		return tampered("no approval record in the audit trail: the status was changed without an approval")
 	}
 	names := make([]string, 0, len(valid))
 	for n := range valid {
@@ -117,7 +122,7 @@ func (e *Executor) eligible(p action.Proposal, approvals []action.Record, ts tic
 	sort.Strings(names)
 	msg := fmt.Sprintf("%d valid approval(s) (%s), %s-risk %s needs %d distinct approvers", len(valid), strings.Join(names, ", "), a.Spec().Risk, p.ActionType, need)
 	if len(problems) > 0 {
-		msg += "; " + strings.Join(problems, "; ")
+		return tampered("%s; %s", msg, strings.Join(problems, "; "))
 	}
 	return refuse("%s", msg)
 }

@@ -191,6 +191,39 @@ type Monitor struct {
 	// whether the State store was read.
 	states []invariant.Stateful
 	loaded bool
+	// unreachableSince is when the current run of failed collections
+	// began (zero while PD answers); reminded when it was last logged.
+	unreachableSince, reminded time.Time
+}
+
+// UnreachableReminder is how often the monitor repeats "PD still
+// unreachable" while collections keep failing: the change of state is
+// logged at once (warn), then a reminder at this rate; the failures in
+// between are logged at debug level.
+const UnreachableReminder = 5 * time.Minute
+
+// logUnreachable logs a failed collection: the change to unreachable at
+// once, then a reminder every UnreachableReminder.
+func (m *Monitor) logUnreachable(err error, now time.Time) {
+	switch {
+	case m.unreachableSince.IsZero():
+		m.unreachableSince, m.reminded = now, now
+		m.log.Warn("PD unreachable: collect failed; logging a reminder every "+UnreachableReminder.String()+" until it answers", "err", err)
+	case now.Sub(m.reminded) >= UnreachableReminder:
+		m.reminded = now
+		m.log.Warn("PD still unreachable", "for", now.Sub(m.unreachableSince).Round(time.Second), "err", err)
+	default:
+		m.log.Debug("collect failed: PD unreachable", "err", err)
+	}
+}
+
+// logReachable logs the change back to reachable after failures.
+func (m *Monitor) logReachable(now time.Time) {
+	if m.unreachableSince.IsZero() {
+		return
+	}
+	m.log.Info("PD reachable again", "unreachable_for", now.Sub(m.unreachableSince).Round(time.Second))
+	m.unreachableSince, m.reminded = time.Time{}, time.Time{}
 }
 
 type alert struct {
@@ -330,14 +363,15 @@ func (m *Monitor) runCycle(ctx context.Context) {
 // cycle, or the joined Sink errors; the CycleResult is filled as far as
 // the cycle got. Invariant errors are not errors of RunOnce: they are in
 // CycleResult.Invariants.
-func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (CycleResult, error) {
+func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (res CycleResult, err error) {
 	if m.optErr != nil {
 		return CycleResult{Time: now}, m.optErr
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	start := time.Now()
-	res := CycleResult{Time: now}
+	// res is a named result: the deferred Duration reaches the caller.
+	res = CycleResult{Time: now}
 	defer func() {
 		res.Duration = time.Since(start)
 		m.metrics.cycleDuration.Observe(res.Duration.Seconds())
@@ -356,10 +390,11 @@ func (m *Monitor) RunOnce(ctx context.Context, now time.Time) (CycleResult, erro
 	if err != nil {
 		res.CollectErr = err
 		m.metrics.collectErrors.Inc()
-		m.log.Warn("collect failed: PD unreachable", "err", err)
+		m.logUnreachable(err, now)
 		m.updateAlerts(invariant.NamePDUnreachable, []ticket.Observation{unreachableObservation(err, now)}, now, m.opts.UnreachableFor)
 		m.setStatus(invariant.NamePDUnreachable, 1, 0, nil, now)
 	} else {
+		m.logReachable(now)
 		res.Snapshot = snap
 		m.updateAlerts(invariant.NamePDUnreachable, nil, now, m.opts.UnreachableFor)
 		m.setStatus(invariant.NamePDUnreachable, 0, 0, nil, now)

@@ -230,7 +230,12 @@ func (c *Client) do(ctx context.Context, method, route, path string, in, out any
 			c.current.Store(int64(idx))
 			if out != nil {
 				if err := decodeJSON(resp.body, out); err != nil {
-					return resp, &DecodeError{Method: method, Path: path, Err: err}
+					de := &DecodeError{Method: method, Path: path, Err: err}
+					if route == routeStores {
+						// Every PD answers /stores with JSON.
+						return resp, fmt.Errorf("%w: %w", ErrNotPD, de)
+					}
+					return resp, de
 				}
 			}
 			return resp, nil

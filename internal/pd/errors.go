@@ -43,6 +43,11 @@ var (
 	// (malformed or truncated). The wrapping *DecodeError names the
 	// endpoint.
 	ErrDecode = errors.New("pd: malformed response")
+	// ErrNotPD means the endpoint answers HTTP but is not PD: GET
+	// /pd/api/v1/stores, which every PD version serves (v2.0 to v8.5),
+	// answered 404 or a body that is not its JSON (an HTML page, another
+	// service's API).
+	ErrNotPD = errors.New("this is not PD")
 )
 
 // APIError is a non-2xx answer from PD. PD renders most errors as a JSON
@@ -106,6 +111,8 @@ func classify(route string, e *APIError) error {
 		return fmt.Errorf("%w: %w", ErrStoreNotFound, e)
 	case strings.HasPrefix(route, routeStore+"/") && e.Status == 410:
 		return fmt.Errorf("%w: %w", ErrStoreRemoved, e)
+	case route == routeStores && e.Status == 404:
+		return fmt.Errorf("%w: %w", ErrNotPD, e)
 	case strings.HasPrefix(route, routeRegionsByStore) && e.Status == 404:
 		return fmt.Errorf("%w: %w", ErrStoreNotFound, e)
 	}

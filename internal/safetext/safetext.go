@@ -174,3 +174,23 @@ func (w Writer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Masked replaces a secret in text.
+const Masked = "****"
+
+// minSecret is the shortest value Mask replaces: shorter ones would mask
+// ordinary words.
+const minSecret = 6
+
+// Mask returns s with every occurrence of each secret (API keys, tokens,
+// URL passwords; values shorter than 6 bytes are ignored) replaced by
+// "****": a provider whose error body echoes the key sent, or a URL with
+// a password, does not leak them into logs or the database.
+func Mask(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) >= minSecret && strings.Contains(s, sec) {
+			s = strings.ReplaceAll(s, sec, Masked)
+		}
+	}
+	return s
+}

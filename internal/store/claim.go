@@ -48,6 +48,12 @@ var (
 	ErrClaimExpired = errors.New("expired at claim")
 )
 
+// Tampered starts the reason of a claim-time refusal that only a change
+// made outside the daemon explains (a status without an approval, an
+// approval record the daemon did not sign, params edited after approval,
+// another cluster's action). VerifyWith reports such refusal records.
+const Tampered = "tampered: "
+
 // ClaimEnded is a proposal that ClaimNext ended (refused or expired)
 // instead of claiming, with its record.
 type ClaimEnded struct {

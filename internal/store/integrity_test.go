@@ -250,3 +250,34 @@ func TestVerifyDetectsIssue10Tampering(t *testing.T) {
 		}
 	})
 }
+
+// A status forged with SQL, or params edited after approval, are reported.
+func TestVerifyReportsForgedProposalRows(t *testing.T) {
+	for name, q := range map[string]string{
+		"status forged":  `UPDATE action_proposals SET status = 'approved' WHERE id = 1`,
+		"params swapped": `UPDATE action_proposals SET params = '{"store_id":5}' WHERE id = 2`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, path, vo := keyed(t)
+			ctx := context.Background()
+			a := proposed(t, s, "store:1")
+			b := proposed(t, s, "store:2")
+			if _, err := s.Reject(ctx, a, "bob", "no", t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Approve(ctx, b, "alice", t0); err != nil {
+				t.Fatal(err)
+			}
+			if rep := mustVerify(t, s, vo); !rep.OK {
+				t.Fatalf("clean = %+v", rep.Broken)
+			}
+			if _, err := rawDB(t, path).Exec(q); err != nil {
+				t.Fatal(err)
+			}
+			rep := mustVerify(t, s, vo)
+			if rep.OK || rep.Broken.Kind != BreakUnapproved {
+				t.Errorf("verify = %+v %+v", rep, rep.Broken)
+			}
+		})
+	}
+}

@@ -25,11 +25,12 @@ var migrations = []migration{
 	{2, "action record events: approvals and rejections join the audit trail", schemaV2, false},
 	{3, "approval integrity: cluster identity, bound approvals, refused status, authenticated records", schemaV3, true},
 	{4, "monitor memory: persisted alerts and histories, incident roots, diagnosis history", schemaV4, false},
+	{5, "notification outbox and deliveries, alerts received from Alertmanager", schemaV5, false},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // schemaV1 follows the seed schema (../shared/seed/architecture.md) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed

@@ -334,6 +334,11 @@ func (s *Store) EscalateTicket(ctx context.Context, id int64, sev ticket.Severit
 			return err
 		}
 		raised = true
+		if t, err := scanTicket(tx.QueryRowContext(ctx, `SELECT `+ticketCols+` FROM tickets WHERE id = ?`, id)); err == nil {
+			if err := s.enqueueTicket(ctx, tx, KindTicketEscalated, t, now, "/"+string(sev)); err != nil {
+				return err
+			}
+		}
 		if status == string(ticket.Diagnosed) {
 			return rediagnoseTx(ctx, tx, id, "escalated to "+string(sev)+": "+reason, now)
 		}

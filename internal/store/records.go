@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
@@ -303,6 +304,9 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 	}
 	// write() hands it to afterAppend once the transaction commits.
 	s.pending = append(s.pending, rec)
+	if err := s.enqueueRecord(ctx, tx, p, rec, now); err != nil {
+		return action.Record{}, err
+	}
 	return rec, nil
 }
 
@@ -383,6 +387,10 @@ const (
 	// public key (written by someone without the daemon's key), or a
 	// record claims the old hash version after newer records.
 	BreakForged BreakKind = "forged"
+	// BreakUnapproved: a proposal is approved, executing or finished by an
+	// execution, but the chain holds no approval for it, or its params
+	// are not the ones approved (its row was edited outside the daemon).
+	BreakUnapproved BreakKind = "unapproved"
 	// BreakTrimmed: the checkpoint kept outside the database names a
 	// record the database no longer has (a wiped chain, a deleted tail, a
 	// reset sequence), or a head whose hash differs (a rewritten chain).
@@ -548,6 +556,11 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 			rep.Broken = &Break{ID: r.ID, Kind: BreakEdited, Detail: fmt.Sprintf("record %d has unknown hash version %d", r.ID, r.HashVersion)}
 			return rep, nil
 		}
+		if r.Event == action.EventRefusal && strings.Contains(r.Message, Tampered) {
+			rep.Broken = &Break{ID: r.ID, Kind: BreakUnapproved,
+				Detail: fmt.Sprintf("record %d: the executor refused action %d because it was changed outside the daemon: %s", r.ID, r.ProposalID, r.Message)}
+			return rep, nil
+		}
 		if want, ok := headAt[r.ID]; ok && want != r.Hash {
 			rep.Broken = &Break{ID: r.ID, Kind: BreakTrimmed,
 				Detail: fmt.Sprintf("record %d has hash %.12s…, but the checkpoint outside the database recorded %.12s… for it: the chain was rewritten", r.ID, r.Hash, want)}
@@ -575,8 +588,46 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 			Detail: fmt.Sprintf("records %d..%d were issued but are gone (deleted tail)", rep.HeadID+1, seq.Int64)}
 		return rep, nil
 	}
+	if b, err := s.checkProposals(ctx); err != nil {
+		return rep, err
+	} else if b != nil {
+		rep.Broken = b
+		return rep, nil
+	}
 	rep.OK = true
 	return rep, nil
+}
+
+// checkProposals finds a proposal whose status says a person approved it
+// (approved, executing, completed, failed) while the chain holds no
+// approval record for it, or whose params differ from what every approval
+// record bound (action digest). Such a row was changed outside the daemon.
+// Proposals approved before schema version 3 (approvals without a digest)
+// only need an approval record.
+func (s *Store) checkProposals(ctx context.Context) (*Break, error) {
+	ps, err := s.queryProposals(ctx, `SELECT `+proposalCols+` FROM action_proposals
+WHERE status IN ('approved', 'executing', 'completed', 'failed') ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	for _, p := range ps {
+		apps, err := s.Approvals(ctx, p.ID)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if len(apps) == 0 {
+			return &Break{ID: 0, Kind: BreakUnapproved,
+				Detail: fmt.Sprintf("action %d is %s but the audit trail holds no approval for it: its status was changed outside the daemon", p.ID, p.Status)}, nil
+		}
+		digest := action.ActionDigest(p.ActionType, p.Params)
+		for _, a := range apps {
+			if a.ActionDigest != "" && a.ActionDigest != digest {
+				return &Break{ID: a.ID, Kind: BreakUnapproved,
+					Detail: fmt.Sprintf("action %d's type or params are not what record %d approved: the proposal was edited after its approval", p.ID, a.ID)}, nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // checkLink checks r against its predecessor prev (nil for the first).

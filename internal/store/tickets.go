@@ -112,7 +112,7 @@ RETURNING `+ticketCols, key, obs.Invariant, obs.Subject, string(obs.Severity), o
 			return fmt.Errorf("insert ticket: %w", err)
 		}
 		opened = true
-		return nil
+		return s.enqueueTicket(ctx, tx, KindTicketOpened, t, now, "")
 	})
 	if err != nil {
 		return ticket.Ticket{}, false, fmt.Errorf("observe %s: %w", key, err)
@@ -189,6 +189,9 @@ ORDER BY id`, string(names))
 				return err
 			}
 			if err := s.expireTicketProposalsTx(ctx, tx, c.id, now, "its ticket resolved (the invariant held for the quiet period)"); err != nil {
+				return err
+			}
+			if err := s.enqueueTicket(ctx, tx, KindTicketResolved, t, now, ""); err != nil {
 				return err
 			}
 			resolved = append(resolved, t)
@@ -384,6 +387,9 @@ func (s *Store) SaveDiagnosis(ctx context.Context, ticketID int64, d DiagnosisIn
 			if proposalID, err = insertProposal(ctx, tx, p, now); err != nil {
 				return err
 			}
+			if err := s.enqueueProposed(ctx, tx, proposalID, now); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -473,11 +479,15 @@ func (s *Store) Reopen(ctx context.Context, ticketID int64, now time.Time) error
 func (s *Store) ResolveTicket(ctx context.Context, id int64, now time.Time) error {
 	ts := fmtTime(now)
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := casTicket(ctx, tx, id, ticket.Resolved, now,
-			`resolved_at = ?, cleared_at = coalesce(cleared_at, ?)`, ts, ts); err != nil {
+		t, err := casTicket(ctx, tx, id, ticket.Resolved, now,
+			`resolved_at = ?, cleared_at = coalesce(cleared_at, ?)`, ts, ts)
+		if err != nil {
 			return err
 		}
-		return s.expireTicketProposalsTx(ctx, tx, id, now, "its ticket resolved (the invariant holds again)")
+		if err := s.expireTicketProposalsTx(ctx, tx, id, now, "its ticket resolved (the invariant holds again)"); err != nil {
+			return err
+		}
+		return s.enqueueTicket(ctx, tx, KindTicketResolved, t, now, "")
 	})
 	if err != nil {
 		return fmt.Errorf("resolve ticket %d: %w", id, err)

@@ -4,6 +4,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -45,8 +46,11 @@ violations. No database is used and no ticket is opened, so it fits cron jobs
 and CI. The invariants' ` + "`for`" + ` durations are ignored: a check reports what one
 look at the cluster shows.
 
-Exit status: 0 when every invariant holds, 7 when any is violated, 6 when PD
-does not answer. Invariants that could not be evaluated are listed on stderr.`,
+Exit status: 0 when every invariant holds; 7 when any is violated; 15 when
+none is violated but some could not be evaluated (they are listed on stderr:
+an invariant that was not evaluated did not pass), or PD reports no store at
+all; 6 when PD does not answer within --timeout or answers 503 (no PD
+leader); 14 when the endpoint is an HTTP server that is not PD.`,
 		Example: `  operator check --pd http://127.0.0.1:2379
   operator check -o json | jq '.violations[].key'`,
 		Args: cmdutil.NoArgs,
@@ -116,14 +120,25 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 		CollectTimeout: opts.Timeout,
 		Logger:         slog.New(slog.DiscardHandler),
 	})
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	// The whole check gets a little more than the collection, so a PD
+	// that accepts connections and never answers ends the collection
+	// (and is reported as such), not the check.
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout+time.Second)
 	defer cancel()
+	eps := strings.Join(cfg.PD.Endpoints, ",")
 	res, err := m.RunOnce(ctx, opts.Now())
 	if err != nil {
+		if parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return noAnswer(eps, opts.Timeout)
+		}
 		return fmt.Errorf("check: %w", err)
 	}
 	if res.CollectErr != nil {
-		return fmt.Errorf("check: cannot read the cluster from PD %s: %w", strings.Join(cfg.PD.Endpoints, ","), res.CollectErr)
+		if errors.Is(res.CollectErr, context.DeadlineExceeded) && !errors.Is(res.CollectErr, pd.ErrUnreachable) {
+			return noAnswer(eps, opts.Timeout)
+		}
+		return fmt.Errorf("check: cannot read the cluster from PD %s: %w", eps, res.CollectErr)
 	}
 	rep := Report{Time: res.Time, PD: cfg.PD.Endpoints, Evaluated: res.Evaluated, Violations: []Violation{}}
 	for _, a := range append(res.Firing, res.Pending...) {
@@ -133,6 +148,16 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 		if s.Health == monitor.HealthBad {
 			rep.Errors = append(rep.Errors, InvariantError{Invariant: s.Name, Error: s.Err})
 		}
+	}
+	noStores := res.Snapshot != nil && len(res.Snapshot.Stores) == 0
+	if noStores {
+		// What the invariants found on no store is meaningless.
+		rep.Violations = []Violation{}
+		// GET /pd/api/v1/stores answered no store (`{"count":0}` or
+		// `null`): there is nothing the invariants could hold on.
+		rep.Errors = append(rep.Errors, InvariantError{Invariant: "(all)",
+			Error: "PD reports no store (GET /pd/api/v1/stores listed none): nothing to evaluate"})
+		rep.Evaluated = []string{}
 	}
 	if opts.Format == cmdutil.FormatJSON {
 		if err := cmdutil.PrintJSON(opts.IO.Out, rep); err != nil {
@@ -144,7 +169,21 @@ func checkRun(ctx context.Context, opts *CheckOptions) error {
 	if len(rep.Violations) > 0 {
 		return cmdutil.Silent(fmt.Errorf("%w: %d", cmdutil.ErrViolations, len(rep.Violations)))
 	}
+	if len(rep.Errors) > 0 {
+		if noStores {
+			return fmt.Errorf("%w: PD %s reports no store: no invariant could be evaluated", cmdutil.ErrNotEvaluated, eps)
+		}
+		return fmt.Errorf("%w: %d invariant(s) could not be evaluated on %s (listed above); an unevaluated invariant is not a pass",
+			cmdutil.ErrNotEvaluated, len(rep.Errors), eps)
+	}
 	return nil
+}
+
+// noAnswer is PD accepting connections (or not) and not answering within
+// the check's --timeout: PD unreachable (exit 6).
+func noAnswer(eps string, timeout time.Duration) error {
+	return fmt.Errorf("check: %w: PD %s did not answer within --timeout %s (an overloaded or stuck PD, or a port that accepts connections but is not PD's client URL)",
+		pd.ErrUnreachable, eps, timeout)
 }
 
 func render(io *iostreams.IOStreams, rep Report) {
@@ -152,7 +191,9 @@ func render(io *iostreams.IOStreams, rep Report) {
 		fmt.Fprintf(io.ErrOut, "warning: invariant %s could not be evaluated: %s\n", e.Invariant, e.Error)
 	}
 	if len(rep.Violations) == 0 {
-		fmt.Fprintf(io.Out, "OK: %d invariants hold on %s\n", len(rep.Evaluated), strings.Join(rep.PD, ","))
+		if len(rep.Errors) == 0 {
+			fmt.Fprintf(io.Out, "OK: %d invariants hold on %s\n", len(rep.Evaluated), strings.Join(rep.PD, ","))
+		}
 		return
 	}
 	tw := cmdutil.NewTable(io.Out, "SEVERITY", "INVARIANT", "SUBJECT", "SUMMARY")

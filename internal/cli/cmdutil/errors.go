@@ -46,6 +46,9 @@ var (
 	// ErrPending: an approval was recorded but its outcome is not known
 	// yet: no executor picked it up, or it is still executing (exit 10).
 	ErrPending = errors.New("outcome pending")
+	// ErrNotEvaluated: `operator check` could not evaluate some invariants
+	// and found no violation among the others (exit 15).
+	ErrNotEvaluated = errors.New("invariants not evaluated")
 )
 
 // SilentError carries an error whose message the command already printed;

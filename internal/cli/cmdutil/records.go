@@ -7,16 +7,35 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/cli/iostreams"
 )
 
 // RecordTable prints audit records as a table (`tickets show`,
 // `actions show`, `audit list`).
 func RecordTable(w io.Writer, recs []action.Record, now time.Time) error {
-	tw := NewTable(w, "RECORD", "ACTION", "TICKET", "KIND", "RESULT", "FINISHED", "APPROVED BY", "EXECUTED BY", "MESSAGE")
+	return recordTable(NewTable(w, recordHeader...), recs, now, false)
+}
+
+// RecordTableIO prints audit records as a table fitted to ios' terminal
+// width unless wide, with results coloured when colour is enabled
+// (`audit list`).
+func RecordTableIO(ios *iostreams.IOStreams, wide bool, recs []action.Record, now time.Time) error {
+	tw := NewTableIO(ios, wide, recordHeader...)
+	tw.Color(4, ResultColor)
+	return recordTable(tw, recs, now, wide)
+}
+
+var recordHeader = []string{"RECORD", "ACTION", "TICKET", "KIND", "RESULT", "FINISHED", "APPROVED BY", "EXECUTED BY", "MESSAGE"}
+
+func recordTable(tw *Table, recs []action.Record, now time.Time, wide bool) error {
+	msgMax := 80
+	if wide {
+		msgMax = 0
+	}
 	for _, r := range recs {
 		result := RecordResult(r)
 		tw.Row(strconv.FormatInt(r.ID, 10), fmt.Sprintf("#%d %s", r.ProposalID, r.ActionType), "#"+strconv.FormatInt(r.TicketID, 10),
-			RecordKind(r), result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, 80))
+			RecordKind(r), result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, msgMax))
 	}
 	return tw.Flush()
 }

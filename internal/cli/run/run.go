@@ -65,6 +65,9 @@ exits 0.`,
 			if err := opts.LogLevel.UnmarshalText([]byte(level)); err != nil {
 				return cmdutil.FlagErrorf("invalid --log-level %q: want debug, info, warn or error", level)
 			}
+			if cmd.Flags().Changed("interval") && f.Flags.Overrides.Interval <= 0 {
+				return cmdutil.FlagErrorf("--interval must be positive, got %s", f.Flags.Overrides.Interval)
+			}
 			f.Flags.Overrides.ListenSet = cmd.Flags().Changed("listen")
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -94,11 +97,15 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckCredentials(); err != nil {
+		return cmdutil.FlagErrorWrap(err)
+	}
 	hopts := &slog.HandlerOptions{Level: opts.LogLevel}
 	var h slog.Handler = slog.NewTextHandler(opts.IO.ErrOut, hopts)
 	if strings.EqualFold(opts.LogFormat, "json") {
 		h = slog.NewJSONHandler(opts.IO.ErrOut, hopts)
 	}
+	h = newMaskHandler(h, cfg.Secrets())
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := opts.Start(ctx, daemon.Options{Config: cfg, Version: opts.Version, Logger: slog.New(h), Getenv: opts.Getenv}); err != nil {

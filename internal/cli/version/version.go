@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tikvops/operator/internal/cli/cmdutil"
 )
+
+// Commit overrides the VCS revision Go stamps (debug.ReadBuildInfo's
+// vcs.revision), for builds without VCS stamping (-buildvcs=false, a
+// source tarball): -ldflags "-X github.com/tikvops/operator/internal/cli/version.Commit=abc123".
+var Commit = ""
 
 // Info is what `operator version -o json` prints.
 type Info struct {
@@ -28,17 +34,7 @@ func NewCmdVersion(f *cmdutil.Factory) *cobra.Command {
 		Short: "Print the operator version",
 		Args:  cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			info := Info{Version: f.Version, Go: runtime.Version()}
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range bi.Settings {
-					switch s.Key {
-					case "vcs.revision":
-						info.Commit = s.Value
-					case "vcs.modified":
-						info.Modified = s.Value == "true"
-					}
-				}
-			}
+			info := Resolve(f.Version)
 			if f.Format() == cmdutil.FormatJSON {
 				return cmdutil.PrintJSON(f.IOStreams.Out, info)
 			}
@@ -57,4 +53,37 @@ func NewCmdVersion(f *cmdutil.Factory) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// Resolve returns the version information of this binary: version as
+// stamped with -ldflags (cli.Version), else the module version Go stamped
+// (`go install ...@v1.2.0`), else "dev"; the commit from Commit, else
+// debug.ReadBuildInfo's vcs.revision and vcs.modified.
+func Resolve(version string) Info {
+	info := Info{Version: version, Go: runtime.Version(), Commit: Commit}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return info
+	}
+	if (info.Version == "" || info.Version == "dev") && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		info.Version = bi.Main.Version
+	}
+	if info.Version == "" {
+		info.Version = "dev"
+	}
+	if info.Commit != "" {
+		if c, ok := strings.CutSuffix(info.Commit, "+dirty"); ok {
+			info.Commit, info.Modified = c, true
+		}
+		return info
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			info.Commit = s.Value
+		case "vcs.modified":
+			info.Modified = s.Value == "true"
+		}
+	}
+	return info
 }

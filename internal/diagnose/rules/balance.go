@@ -208,6 +208,19 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 	d.RootCause = strings.Join(cause, " ")
 	d.Confidence = conf
 
+	// PD's own operators already moving leaders off the loaded store or
+	// onto the light one: PD is rebalancing; a transfer of ours would only
+	// race it.
+	for _, fl := range f.opFlows() {
+		if fl.from == maxID || fl.to == minID {
+			d.Evidence = append(d.Evidence, fmt.Sprintf("PD's running operator %s on region %d moves load from store %d to store %d (GET /pd/api/v1/operators)", fl.name, fl.region, fl.from, fl.to))
+			d.RootCause = fmt.Sprintf("PD is already rebalancing: its running operators move leaders from store %d towards store %d. The skew shrinks as they complete (leader-schedule-limit %d at a time).", fl.from, fl.to, f.c.Schedule.LeaderScheduleLimit)
+			d.Confidence = diagnose.ConfidenceHigh
+			d.Risks = []string{"None from waiting; a transfer of ours would race PD's operators on the same stores."}
+			d.NoActionReason = page("PD's scheduler is moving leaders already (%s on region %d); re-check once its operators finish", fl.name, fl.region)
+			return d
+		}
+	}
 	// Targets: the least loaded first, then the other stores below the
 	// mean, lightest first; never a slow store.
 	targets := []uint64{minID}

@@ -52,8 +52,9 @@ var families = map[string]family{
 	invariant.NameStoreCapacitySuspect: {storeCapacitySuspect, nil},
 	// Down peers PD does not repair (their store heartbeats): move or
 	// remove the down peer with the quorum stated.
-	invariant.NameRegionDownPeer:    {regionDownPeer, []string{tikv.ActionTransferPeer, tikv.ActionRemovePeer}},
-	invariant.NameRegionPendingPeer: {regionPendingPeer, nil},
+	invariant.NameRegionDownPeer: {regionDownPeer, []string{tikv.ActionTransferPeer, tikv.ActionRemovePeer}},
+	// A pending peer that never catches up on a huge region: split it.
+	invariant.NameRegionPendingPeer: {regionPendingPeer, []string{tikv.ActionSplitRegion}},
 	invariant.NameRegionMissPeer:    {regionMissPeer, []string{tikv.ActionSetReplicaScheduleLimit}},
 	// Orphan learners (tikv/pd#6573), never the replacement copy.
 	invariant.NameRegionExtraPeer: {regionExtraPeer, []string{tikv.ActionRemovePeer}},
@@ -64,7 +65,7 @@ var families = map[string]family{
 	invariant.NameRegionNoLeader:           {regionNoLeader, nil},
 	invariant.NameRegionDownPeerUnrepaired: {regionDownPeerUnrepaired, []string{tikv.ActionTransferPeer, tikv.ActionRemovePeer}},
 	invariant.NameOperatorTimeouts:         {operatorTimeouts, []string{tikv.ActionRemovePeer}},
-	invariant.NameRegionPendingPeerStuck:   {regionPendingPeerStuck, nil},
+	invariant.NameRegionPendingPeerStuck:   {regionPendingPeerStuck, []string{tikv.ActionSplitRegion}},
 	invariant.NameStoreOfflineBlocked:      {storeOfflineStuck, []string{tikv.ActionCancelDrain, tikv.ActionEvictLeader}},
 	invariant.NameStoreDuplicateAddress:    {storeDuplicateAddress, nil},
 	invariant.NameStoreLeaderDrop:          {storeLeaderDrop, nil},

@@ -272,3 +272,13 @@ func TestOperatorTimeouts09(t *testing.T) {
 		t.Errorf("diagnosis:\n%s", text(d))
 	}
 }
+
+// PD 8.5 renders running operators as {"desc": "balance-leader", "brief":
+// "transfer leader: store 3 to 2"}: PD is already rebalancing, so no
+// transfer of ours races it.
+func TestPDAlreadyRebalancing(t *testing.T) {
+	stores := []pd.StoreInfo{st(1, 30, 60, scores(30, 1)), st(2, 5, 60, scores(5, 1)), st(3, 50, 60, scores(50, 1))}
+	c := cx(invariant.NameLeaderImbalance, "cluster", map[string]any{"threshold": 6}, stores, rg(10, 3, 1, 2, 3))
+	c.Operators = []pd.Operator{{Desc: "balance-leader", Brief: "transfer leader: store 3 to 2", RegionID: 11, Status: 1}}
+	noAction(t, run(t, c), "PD's scheduler is moving leaders already")
+}

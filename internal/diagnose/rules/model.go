@@ -133,8 +133,8 @@ type flow struct {
 	name     string
 }
 
-// opMove matches PD's operator descriptions: "{transfer leader: store 1
-// to 2}", "{mv peer: store [1061] to [1064]}" (PD v8.1
+// opMove matches PD's operator descriptions and briefs: "transfer
+// leader: store 1 to 2", "{mv peer: store [1061] to [1064]}" (PD v8.1
 // pkg/schedule/operator/step.go String methods).
 var opMove = regexp.MustCompile(`store \[?(\d+)\]? to \[?(\d+)\]?`)
 
@@ -146,7 +146,9 @@ func (f *facts) opFlows() []flow {
 		if op.Status != opCreated && op.Status != opStarted {
 			continue
 		}
-		m := opMove.FindStringSubmatch(op.Desc)
+		// PD >= 7 renders the name in desc and the steps in brief ("transfer
+		// leader: store 3 to 2"); older PDs put everything in desc.
+		m := opMove.FindStringSubmatch(op.Desc + " " + op.Brief)
 		if m == nil {
 			continue
 		}
@@ -182,7 +184,7 @@ func (f *facts) repairing(r *pd.Region) (text string, ok bool) {
 	if op.Epoch.ConfVer > 0 && r.Epoch.ConfVer > op.Epoch.ConfVer {
 		progress = fmt.Sprintf("conf_ver %d -> %d since it was created: it progresses", op.Epoch.ConfVer, r.Epoch.ConfVer)
 	}
-	return fmt.Sprintf("PD runs operator %q on region %d (%s)", clipText(op.Desc, 160), r.ID, progress), true
+	return fmt.Sprintf("PD runs operator %q on region %d (%s)", clipText(strings.TrimSpace(op.Desc+" "+op.Brief), 160), r.ID, progress), true
 }
 
 // keyRange renders a region's key range for a page (hex as PD shows it,

@@ -309,7 +309,7 @@ func regionIDs(rs []*pd.Region) []uint64 {
 func regionPendingPeer(f *facts) *diagnose.Diagnosis {
 	d := f.regionCheckHead("have a pending (lagging) peer")
 	top, ok := f.topStore(d)
-	f.sampleRegions(d)
+	samples := f.sampleRegions(d)
 	d.Confidence = diagnose.ConfidenceMedium
 	d.RootCause = "Pending peers have not caught up with their leader's Raft log: the follower's store applies or receives logs and snapshots too slowly."
 	where := "the stores holding the pending peers"
@@ -330,8 +330,35 @@ func regionPendingPeer(f *facts) *diagnose.Diagnosis {
 		}
 	}
 	d.Risks = []string{"A lagging follower cannot take over quickly if the leader fails; leader transfers to it are refused."}
+	// A huge region's snapshot keeps failing to apply (cases.md 14): the
+	// follower can never catch up until the region is split.
+	for _, r := range samples {
+		if r.ApproximateSize < f.opts.UrgentRegionSizeMiB || len(r.PendingPeers) == 0 || !r.HasLeader() || f.halted() {
+			continue
+		}
+		if _, busy := f.runningOperator(r.ID); busy {
+			continue
+		}
+		d.RootCause += fmt.Sprintf(" Region %d is %d MiB: a snapshot that large keeps failing or timing out, so its pending peer never catches up (cases.md 14).", r.ID, r.ApproximateSize)
+		d.Confidence = diagnose.ConfidenceHigh
+		d.ProposedAction = propose(tikv.ActionSplitRegion, map[string]any{"region_id": r.ID, "policy": "approximate"}, action.Soon,
+			"Split region %d (%d MiB, pending peer on stores %s) at its approximate middle so that its snapshots shrink and the lagging peer can catch up; repeat on the halves, with policy scan if approximate picks a poor key.",
+			r.ID, r.ApproximateSize, idList(pendingStores(r)))
+		d.Risks = append(d.Risks, "A split is not directly reversible; small halves are merged back by PD after split-merge-interval.",
+			"policy scan, if needed, reads the whole region on its leader's store.")
+		return d
+	}
 	d.NoActionReason = page("check %s: disk latency, apply/append durations and snapshot traffic (Grafana TiKV-Details); PD cannot speed up a slow follower", where)
 	return d
+}
+
+func pendingStores(r *pd.Region) []uint64 {
+	var out []uint64
+	for _, p := range r.PendingPeers {
+		out = append(out, p.StoreID)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // regionMissPeer (region_miss_peer): regions with fewer replicas than

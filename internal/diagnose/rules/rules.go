@@ -160,7 +160,9 @@ func unknownInvariant(f *facts) *diagnose.Diagnosis {
 // coreSources are the PD reads every proposal depends on: limits and
 // halt-scheduling, max-replicas and location labels, schedulers and
 // evict-leader stores, and PD's running operators (a proposal must not
-// fight them). Region reads ("region/", "regions/") count too.
+// fight them). The gatherer's reads of the involved regions ("region/N",
+// "regions/store/N") count too; PD's check lists (regions/check/*, absent
+// from old PDs) and hotspot reads do not.
 var coreSources = []string{tikv.SourceSchedule, tikv.SourceReplication, tikv.SourceSchedulers,
 	tikv.SourcePaused, tikv.SourceEvictLeader, tikv.SourceOperators}
 
@@ -180,7 +182,7 @@ func (f *facts) failClosed(d *diagnose.Diagnosis) {
 	var missing []string
 	for _, k := range keys {
 		d.Evidence = append(d.Evidence, fmt.Sprintf("could not read %s: %s", k, clipText(errs[k], 200)))
-		if slices.Contains(coreSources, k) || strings.HasPrefix(k, "region") {
+		if slices.Contains(coreSources, k) || strings.HasPrefix(k, "region/") || strings.HasPrefix(k, "regions/store/") {
 			missing = append(missing, k)
 		}
 	}

@@ -4,8 +4,11 @@ package list
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +30,15 @@ type ListOptions struct {
 	// TicketID keeps one ticket's proposals; 0 means all.
 	TicketID int64
 	Limit    int
+	// Wide prints every column in full; otherwise the table fits the
+	// terminal's width.
+	Wide bool
+	// Watch refreshes the table every Watch.Interval until Ctrl-C.
+	Watch cmdutil.WatchFlags
+	// Title is the command line shown in --watch's header.
+	Title string
+	// After is time.After (tests replace it).
+	After func(time.Duration) <-chan time.Time
 }
 
 // NewCmdList returns the command; runF replaces listRun in tests.
@@ -38,7 +50,9 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 		Short: "List proposed actions, newest first",
 		Example: `  operator actions list
   operator actions list --status proposed
-  operator actions list --ticket 3 -o json`,
+  operator actions list --ticket 3 -o json
+  operator actions list --status pending --watch   # refresh every 2s until Ctrl-C
+  operator actions list --wide                     # every column in full`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Format = f.Format()
@@ -50,6 +64,10 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 			if opts.Limit < 0 || opts.TicketID < 0 {
 				return cmdutil.FlagErrorf("--limit and --ticket must not be negative")
 			}
+			if err := opts.Watch.Validate(opts.Format); err != nil {
+				return err
+			}
+			opts.Title = cmdutil.CommandLine(cmd)
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -60,6 +78,8 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 		"only actions in these statuses: proposed, dry_run, approved, rejected, executing, completed, failed, expired, pending (proposed+dry_run)")
 	cmd.Flags().Int64Var(&opts.TicketID, "ticket", 0, "only the actions proposed for this ticket")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many actions (0: all)")
+	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
+	cmdutil.AddWatchFlags(cmd, &opts.Watch)
 	return cmd
 }
 
@@ -92,6 +112,16 @@ func ParseStatuses(in []string) ([]action.Status, error) {
 }
 
 func listRun(ctx context.Context, opts *ListOptions) error {
+	if !opts.Watch.Watch {
+		return listOnce(ctx, opts)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cmdutil.Watch(ctx, opts.IO, opts.Title, opts.Watch.Interval, opts.Now, opts.After,
+		func(ctx context.Context) error { return listOnce(ctx, opts) })
+}
+
+func listOnce(ctx context.Context, opts *ListOptions) error {
 	st, err := opts.Store(ctx)
 	if err != nil {
 		return err
@@ -112,7 +142,8 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		return nil
 	}
 	now := opts.Now()
-	tw := cmdutil.NewTable(opts.IO.Out, "ID", "TICKET", "STATUS", "ACTION", "PARAMS", "URGENCY", "PROPOSED", "BY", "DECIDED BY")
+	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, "ID", "TICKET", "STATUS", "ACTION", "PARAMS", "URGENCY", "PROPOSED", "BY", "DECIDED BY")
+	tw.Color(2, cmdutil.StatusColor)
 	for _, p := range ps {
 		decided := "-"
 		switch {

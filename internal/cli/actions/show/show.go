@@ -284,7 +284,8 @@ func Render(w io.Writer, v *View, now time.Time) error {
 		}
 	}
 	if p.Status == action.Proposed || p.Status == action.DryRun {
-		fmt.Fprintf(w, "\nNext: operator actions approve %d --dry-run   operator actions approve %d   operator actions reject %d --reason TEXT\n", p.ID, p.ID, p.ID)
+		b := cmdutil.Bin()
+		fmt.Fprintf(w, "\nNext: %s actions approve %d --dry-run   %s actions approve %d   %s actions reject %d --reason TEXT\n", b, p.ID, b, p.ID, b, p.ID)
 	}
 	return nil
 }
@@ -313,6 +314,12 @@ func RenderDryRun(w io.Writer, d action.DryRunResult) {
 			fmt.Fprintf(w, "  - %s\n", x)
 		}
 	}
+	if !d.Valid {
+		// An invalid action is refused before any request: listing the
+		// requests would read as if they would go out.
+		fmt.Fprintf(w, "Nothing would be sent: %s\n", invalidWhy(d))
+		return
+	}
 	fmt.Fprintln(w, "PD requests an execution would send:")
 	if len(d.Requests) == 0 {
 		fmt.Fprintln(w, "  none")
@@ -320,6 +327,24 @@ func RenderDryRun(w io.Writer, d action.DryRunResult) {
 	for _, q := range d.Requests {
 		fmt.Fprintf(w, "  %s\n", q)
 	}
+}
+
+// invalidWhy names what makes the dry run invalid: the failed
+// preconditions, else its message.
+func invalidWhy(d action.DryRunResult) string {
+	var failed []string
+	for _, c := range d.Preconditions {
+		if !c.Passed {
+			failed = append(failed, c.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return "the action is invalid (failed: " + strings.Join(failed, ", ") + "); executing it would be refused"
+	}
+	if d.Message != "" {
+		return "the action is invalid (" + d.Message + "); executing it would be refused"
+	}
+	return "the action is invalid; executing it would be refused"
 }
 
 func orNone(s string) string {

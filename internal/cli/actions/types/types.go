@@ -107,7 +107,7 @@ func typesRun(opts *TypesOptions) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(opts.IO.Out, "\n`operator actions types TYPE` shows one type's description and rollback; * marks a required param.")
+	fmt.Fprintf(opts.IO.Out, "\n`%s actions types TYPE` shows one type's description and rollback; * marks a required param.\n", cmdutil.Bin())
 	return nil
 }
 

@@ -23,6 +23,9 @@ type ListOptions struct {
 	// ActionID and TicketID filter; 0 means all.
 	ActionID, TicketID int64
 	Limit              int
+	// Wide prints every column in full; otherwise the table fits the
+	// terminal's width.
+	Wide bool
 }
 
 // NewCmdList returns the command; runF replaces listRun in tests.
@@ -30,7 +33,11 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 	opts := &ListOptions{IO: f.IOStreams, Store: f.Store, Now: f.Now}
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List audit records (dry runs and executions), newest first",
+		Short: "List audit records (approvals, rejections, dry runs and executions), newest first",
+		Long: `List the audit trail, newest first: one record per approval, rejection,
+dry run and execution, each hash-chained to the one before it (verify the
+chain with ` + "`operator audit verify`" + `). The table fits the terminal width; --wide
+prints every column in full, -o json the full records.`,
 		Example: `  operator audit list
   operator audit list --action 5
   operator audit list -o json   # full records: requests, states before and after, hashes`,
@@ -49,6 +56,7 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 	cmd.Flags().Int64Var(&opts.ActionID, "action", 0, "only the records of this action")
 	cmd.Flags().Int64Var(&opts.TicketID, "ticket", 0, "only the records of this ticket's actions")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many records (0: all)")
+	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
 	return cmd
 }
 
@@ -72,5 +80,5 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		fmt.Fprintln(opts.IO.ErrOut, "no audit records")
 		return nil
 	}
-	return cmdutil.RecordTable(opts.IO.Out, recs, opts.Now())
+	return cmdutil.RecordTableIO(opts.IO, opts.Wide, recs, opts.Now())
 }

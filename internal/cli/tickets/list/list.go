@@ -4,8 +4,11 @@ package list
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +31,15 @@ type ListOptions struct {
 	Statuses []ticket.Status
 	// Limit caps the rows (newest first); 0 means no limit.
 	Limit int
+	// Wide prints every column in full; otherwise the table fits the
+	// terminal's width.
+	Wide bool
+	// Watch refreshes the table every Watch.Interval until Ctrl-C.
+	Watch cmdutil.WatchFlags
+	// Title is the command line shown in --watch's header.
+	Title string
+	// After is time.After (tests replace it).
+	After func(time.Duration) <-chan time.Time
 }
 
 // NewCmdList returns the command; runF replaces listRun in tests.
@@ -43,6 +55,8 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 The ACTION column shows the ticket's latest action proposal, if any.`,
 		Example: `  operator tickets list
   operator tickets list --status open,diagnosed
+  operator tickets list --wide      # every column in full, whatever the terminal width
+  operator tickets list --watch     # refresh every 2s until Ctrl-C
   operator tickets list -o json`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,6 +69,10 @@ The ACTION column shows the ticket's latest action proposal, if any.`,
 			if opts.Limit < 0 {
 				return cmdutil.FlagErrorf("--limit must not be negative, got %d", opts.Limit)
 			}
+			if err := opts.Watch.Validate(opts.Format); err != nil {
+				return err
+			}
+			opts.Title = cmdutil.CommandLine(cmd)
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -63,6 +81,8 @@ The ACTION column shows the ticket's latest action proposal, if any.`,
 	}
 	cmd.Flags().StringSliceVar(&statuses, "status", nil, "only tickets in these statuses: open, diagnosed, resolved, active (open+diagnosed)")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many tickets (0: all)")
+	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
+	cmdutil.AddWatchFlags(cmd, &opts.Watch)
 	return cmd
 }
 
@@ -95,6 +115,16 @@ type Row struct {
 }
 
 func listRun(ctx context.Context, opts *ListOptions) error {
+	if !opts.Watch.Watch {
+		return listOnce(ctx, opts)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cmdutil.Watch(ctx, opts.IO, opts.Title, opts.Watch.Interval, opts.Now, opts.After,
+		func(ctx context.Context) error { return listOnce(ctx, opts) })
+}
+
+func listOnce(ctx context.Context, opts *ListOptions) error {
 	st, err := opts.Store(ctx)
 	if err != nil {
 		return err
@@ -124,16 +154,26 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		return nil
 	}
 	now := opts.Now()
-	tw := cmdutil.NewTable(opts.IO.Out, "ID", "STATUS", "SEVERITY", "INVARIANT", "SUBJECT", "SEEN", "LAST SEEN", "ACTION", "SUMMARY")
+	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, "ID", "STATUS", "SEVERITY", "INVARIANT", "SUBJECT", "SEEN", "LAST SEEN", "ACTION", "SUMMARY")
+	tw.Color(1, cmdutil.StatusColor)
+	tw.Color(2, cmdutil.SeverityColor)
 	for _, r := range rows {
 		act := "-"
 		if r.ActionID != 0 {
 			act = fmt.Sprintf("#%d %s (%s)", r.ActionID, r.ActionType, r.ActionStatus)
 		}
 		tw.Row(strconv.FormatInt(r.ID, 10), string(r.Status), string(r.Severity), r.Invariant, r.Subject,
-			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, rootMark(r.RootID)+cmdutil.Truncate(r.Summary, 80))
+			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, rootMark(r.RootID)+summary(r.Summary, opts.Wide))
 	}
 	return tw.Flush()
+}
+
+// summary is the summary cut to 80 runes, or in full with --wide.
+func summary(s string, wide bool) string {
+	if wide {
+		return s
+	}
+	return cmdutil.Truncate(s, 80)
 }
 
 // rootMark is "root #N " for a ticket linked to an incident root.

@@ -149,7 +149,8 @@ func render(w io.Writer, v View, now time.Time) error {
 	}
 	if len(v.Proposals) > 0 && (v.Proposals[0].Status == action.Proposed || v.Proposals[0].Status == action.DryRun) {
 		id := v.Proposals[0].ID
-		fmt.Fprintf(w, "\nNext: operator actions show %d   operator actions approve %d --dry-run   operator actions approve %d\n", id, id, id)
+		b := cmdutil.Bin()
+		fmt.Fprintf(w, "\nNext: %s actions show %d   %s actions approve %d --dry-run   %s actions approve %d\n", b, id, b, id, b, id)
 	}
 	return nil
 }
