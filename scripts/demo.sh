@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh runs the operator's whole job on this machine: a real pd-server with
 # three simulated TiKV stores whose leaders are all on one store, and
-# `operator run` watching it. It waits until the leader-imbalance ticket is
-# diagnosed with a transfer_leader proposal, shows it, and prints the next
-# commands (dry run, approve, watch PD, audit, a stopped store, reject).
+# `operator run` watching it, with PD's balance-leader-scheduler paused (as if
+# left paused after maintenance). It waits until the leader-imbalance ticket is
+# diagnosed with a resume_scheduler proposal (the fix of the cause), shows it,
+# and prints the next commands (dry run, approve, watch PD, audit, a stopped
+# store, reject, a token over HTTP).
 #
 #   scripts/demo.sh          start (stops and cleans up a previous demo first)
 #   scripts/demo.sh stop     stop everything the demo started
@@ -12,6 +14,8 @@
 # Everything lives in demo/ (pids, logs, PD data, demo/operator.toml,
 # demo/operator.db). Ports (override with the environment):
 #   DEMO_PD_PORT=2379 DEMO_PD_PEER_PORT=2380 DEMO_CONTROL=127.0.0.1:20200 DEMO_LISTEN=127.0.0.1:9469
+# DEMO_EXTRA_CONFIG=FILE appends FILE to demo/operator.toml (e.g. deploy/demo-notify.toml:
+# notifications to cmd/fake-slack, README.md).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,7 +100,7 @@ pd_up_stores() {
 }
 
 proposal_ready() {
-	"${op[@]}" -o json actions list --status pending 2>/dev/null | grep -q '"action_type": "transfer_leader"'
+	"${op[@]}" -o json actions list --status pending 2>/dev/null | grep -q '"action_type": "resume_scheduler"'
 }
 
 start() {
@@ -136,16 +140,15 @@ start() {
 	note "log: demo/pd.log"
 
 	say "Starting tikv-sim: 3 simulated TiKV stores, every leader on the first store"
-	nohup bin/tikv-sim --pd "$pd_url" --stores 3 --regions 1 --skew-leaders --pause-balance-leader \
+	nohup bin/tikv-sim --pd "$pd_url" --stores 3 --regions 26 --skew-leaders --pause-balance-leader \
 		--control "$control" >"$demo/tikv-sim.log" 2>&1 &
 	echo $! >"$demo/tikv-sim.pid"
 	wait_for 90 "the simulated stores to be ready" grep -q "tikv-sim running" "$demo/tikv-sim.log"
 	wait_for 60 "PD to show 3 Up stores" pd_up_stores
 	note "control API: $ctl_url (docs/simulator.md); log: demo/tikv-sim.log"
-	note "PD's balance-leader-scheduler is paused (tikv-sim --pause-balance-leader): left running, PD itself"
-	note "would even the leaders out within a minute and there would be nothing for the operator to do."
-	note "On a real cluster a paused or removed balance-leader scheduler (after maintenance) is exactly how"
-	note "such a skew persists; the diagnosis says so."
+	note "PD's balance-leader-scheduler is paused (tikv-sim --pause-balance-leader, PD's pause API): on a real"
+	note "cluster a scheduler left paused after maintenance is exactly how such a skew persists. The diagnosis"
+	note "finds the cause and proposes resume_scheduler; once approved, PD evens the leaders out itself."
 
 	cat >"$demo/operator.toml" <<EOF
 # Written by scripts/demo.sh. Format: docs in README.md ("Configuration").
@@ -167,12 +170,17 @@ listen = "$listen"    # /metrics and /healthz
 
 [invariants]
 default-for = "0s"    # fire at once (default 1m, like PingCAP's alert rules)
-# The demo cluster has 5 regions (1 + PD's 4 keyspace splits), all led by one
-# store: leaders 5/0/0. With min-diff 4, one approved transfer (4/1/0) brings
-# it back within the threshold. The default (6) stays above the gap PD's own
-# balance-leader tolerates on small clusters.
-leader-imbalance-min-diff = 4
+# The demo cluster has 30 regions (26 + PD's 4 keyspace splits), all led by
+# one store: leaders 30/0/0. Once balance-leader runs again, PD evens them out
+# to within its own tolerance, well inside min-diff 12.
+leader-imbalance-min-diff = 12
 EOF
+
+	if [[ -n "${DEMO_EXTRA_CONFIG:-}" ]]; then
+		# e.g. deploy/demo-notify.toml: notifications to cmd/fake-slack (README.md)
+		cat "$DEMO_EXTRA_CONFIG" >>"$demo/operator.toml"
+		note "appended $DEMO_EXTRA_CONFIG to demo/operator.toml"
+	fi
 
 	say "Starting the operator (logs: demo/operator.log)"
 	nohup bin/operator run --config demo/operator.toml >"$demo/operator.log" 2>&1 &
@@ -180,28 +188,23 @@ EOF
 	wait_for 30 "the operator's /healthz on $listen" curl -sf "http://$listen/healthz"
 	note "effective configuration: bin/operator --config demo/operator.toml config show"
 
-	say "Waiting for the leader-imbalance ticket, its diagnosis and a transfer_leader proposal"
-	wait_for 120 "a transfer_leader proposal (see demo/operator.log)" proposal_ready
+	say "Waiting for the leader-imbalance ticket, its diagnosis and a resume_scheduler proposal"
+	wait_for 120 "a resume_scheduler proposal (see demo/operator.log)" proposal_ready
 
-	local json ticket_id action_id region to stores
+	local json ticket_id action_id stores
 	json="$("${op[@]}" -o json actions list --status pending)"
 	action_id="$(printf '%s\n' "$json" | grep -m1 '"id":' | grep -o '[0-9]\+')"
 	ticket_id="$(printf '%s\n' "$json" | grep -m1 '"ticket_id":' | grep -o '[0-9]\+')"
-	region="$(printf '%s\n' "$json" | grep -m1 -o '"region_id": *[0-9]\+' | grep -o '[0-9]\+$')"
-	to="$(printf '%s\n' "$json" | grep -m1 -o '"to_store_id": *[0-9]\+' | grep -o '[0-9]\+$')"
 	stores="$(curl -sf "$ctl_url/v1/stores" | grep -o '"id": *[0-9]\+' | grep -o '[0-9]\+' | tr '\n' ' ')"
 	read -r -a store_ids <<<"$stores"
-	# The store to stop in step 5: neither the skewed store nor the target.
-	local spare="${store_ids[${#store_ids[@]}-1]}" id
-	for id in "${store_ids[@]}"; do
-		if [[ "$id" != "${store_ids[0]}" && "$id" != "$to" ]]; then spare="$id"; fi
-	done
+	# The store to stop in step 5: not the skewed one.
+	local spare="${store_ids[${#store_ids[@]}-1]}"
 
 	cat >"$demo/demo.env" <<EOF
 # Written by scripts/demo.sh: the ids of this demo run, for the README's commands.
 export OPERATOR_CONFIG=$demo/operator.toml
-PD=$pd_url SIM=$ctl_url TICKET=$ticket_id ACTION=$action_id REGION=$region
-SKEW_STORE=${store_ids[0]} TO_STORE=$to SPARE_STORE=$spare
+PD=$pd_url SIM=$ctl_url TICKET=$ticket_id ACTION=$action_id
+SKEW_STORE=${store_ids[0]} SPARE_STORE=$spare LISTEN=$listen
 EOF
 
 	say "operator tickets list"
@@ -217,18 +220,24 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
 
   source demo/demo.env      # OPERATOR_CONFIG (so bin/operator finds PD and the database) and this run's ids
 
-  # 1. Dry run: preconditions against live PD and the exact PD requests; nothing is sent.
+  # 1. Dry run: preconditions against live PD and the exact PD request; nothing is sent.
+  #    It prints the hash of its audit record: your approval is bound to it.
   bin/operator actions approve $action_id --dry-run
 
-  # 2. Region $region's leader in PD before: on store ${store_ids[0]}.
-  curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'
+  # 2. Before: PD's balance-leader-scheduler is paused, and store ${store_ids[0]} leads every region.
+  curl -s '$pd_url/pd/api/v1/schedulers?status=paused'
+  curl -s $pd_url/pd/api/v1/stores | grep -E '"(id|leader_count)"'
 
-  # 3. Approve: the daemon's executor sends the request, and the action completes as soon as PD
-  #    shows its effect (the leader on the target store; PD's operator may still say RUNNING).
-  bin/operator actions approve $action_id        # --as NAME; default: your OS user
-  curl -s $pd_url/pd/api/v1/region/id/$region | grep -o '"leader":{[^}]*}'   # now store $to
+  # 3. Approve. Decisions go through the daemon (its Unix socket next to the database), which
+  #    knows who you are (root and the daemon's user are admins). The approval is signed and
+  #    bound to this action, this cluster, the dry run you saw, and expires in 15 min; the
+  #    executor re-checks all of it, sends the request and waits for PD to show the effect.
+  bin/operator auth whoami
+  bin/operator actions approve $action_id
+  curl -s '$pd_url/pd/api/v1/schedulers?status=paused'        # balance-leader no longer listed
+  sleep 30; curl -s $pd_url/pd/api/v1/stores | grep -E '"(id|leader_count)"'   # PD evened them out
 
-  # 4. The ticket resolved (re-evaluated after the execution), and the audit trail holds.
+  # 4. The ticket resolves (after the 10 s quiet period), and the signed audit trail holds.
   bin/operator tickets list
   bin/operator tickets show $ticket_id
   bin/operator audit list
@@ -240,12 +249,18 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
   sleep 30; bin/operator tickets list
   curl -s -XPOST $ctl_url/v1/stores/$spare/start      # back: the tickets resolve after the quiet period
 
-  # 6. Reject path: skew the leaders again (a new ticket, linked to the resolved one); the rules
-  #    propose action $((action_id + 1)), which you reject; approving it afterwards is refused (exit 4).
+  # 6. Reject path: pause the scheduler and skew the leaders again (a new ticket, linked to the
+  #    resolved one); the rules propose action $((action_id + 1)), which you reject; approving it
+  #    afterwards is refused (exit 4).
+  curl -s -XPOST $pd_url/pd/api/v1/schedulers/balance-leader-scheduler -d '{"delay": 3600}'
   curl -s -XPOST $ctl_url/v1/stores/${store_ids[0]}/take-leaders
   sleep 10; bin/operator actions list --status pending     # pending = proposed or dry_run
   bin/operator actions reject $((action_id + 1)) --reason "moving leaders by hand tonight"
   bin/operator actions approve $((action_id + 1))
+
+  # 7. From another host: a token over HTTP. Add the printed [[auth.tokens]] entry to
+  #    demo/operator.toml and restart the daemon (scripts/demo.sh docs: README.md).
+  bin/operator auth token tara --role approver
 
   # Metrics and health of the daemon:
   curl -s http://$listen/healthz; curl -s http://$listen/metrics | grep '^operator_' | grep -v _bucket

@@ -122,6 +122,10 @@ type Outcome struct {
 	// Observed holds what verification saw, e.g. {"operator_status":
 	// "SUCCESS", "leader_store_id": 5}, for the audit trail.
 	Observed map[string]any `json:"observed,omitempty"`
+	// Running: the effect was not visible by the deadline but PD's
+	// operator was still running (not failed): the outcome is not decided
+	// yet (see Follower).
+	Running bool `json:"running,omitempty"`
 }
 
 // Action is one entry of a subject's catalog.

@@ -144,12 +144,19 @@ const (
 	// ticket resolved, or its invariant held again) before anything was
 	// sent to PD; Success is false.
 	EventExpiry = "expiry"
+	// EventRevert: something happened to the scheduled revert of a
+	// temporary change (on the original action's id; ActionType and
+	// Params are the revert's): carried out without a new approval
+	// (Success true), proposed for approval because PD no longer showed
+	// the value the action set or the revert failed (Success false), or
+	// cancelled or extended by a person (ExecutedBy, ActorRole).
+	EventRevert = "revert"
 )
 
 // ValidEvent reports whether e is a known record event.
 func ValidEvent(e string) bool {
 	switch e {
-	case EventExecution, EventDryRun, EventApproval, EventRejection, EventRefusal, EventExpiry:
+	case EventExecution, EventDryRun, EventApproval, EventRejection, EventRefusal, EventExpiry, EventRevert:
 		return true
 	}
 	return false

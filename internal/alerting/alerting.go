@@ -350,3 +350,63 @@ func (rc *Receiver) operatorTicket(ctx context.Context, inv string, a Alert) (in
 	}
 	return best, nil
 }
+
+// Relink links the open tickets of firing alerts that mean the same as an
+// operator invariant (Invariants) but found no operator ticket when they
+// arrived, because the alert came first: under the operator's open ticket
+// of that invariant once there is one. The daemon calls it every
+// RelinkInterval, so that one problem is one incident whichever side saw
+// it first. It returns how many tickets it linked.
+func (rc *Receiver) Relink(ctx context.Context) (int, error) {
+	ts, err := rc.o.Store.Tickets(ctx, store.TicketFilter{Statuses: []ticket.Status{ticket.Open, ticket.Diagnosed}})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range ts {
+		if t.RootID != nil || !strings.HasPrefix(t.Invariant, "alert:") {
+			continue
+		}
+		var ev struct {
+			AlertName string            `json:"alertname"`
+			Labels    map[string]string `json:"labels"`
+		}
+		if json.Unmarshal(t.FirstEvidence, &ev) != nil || Invariants[ev.AlertName] == "" {
+			continue
+		}
+		mapped := Invariants[ev.AlertName]
+		root, err := rc.operatorTicket(ctx, mapped, Alert{Labels: ev.Labels})
+		if err != nil {
+			return n, err
+		}
+		if root == 0 {
+			continue
+		}
+		if err := rc.o.Store.LinkTicket(ctx, t.ID, root, rc.o.Now()); err != nil {
+			return n, err
+		}
+		rc.o.Logger.Info("alert ticket linked under the operator's ticket", "ticket_id", t.ID, "alertname", ev.AlertName, "root_id", root, "invariant", mapped)
+		n++
+	}
+	return n, nil
+}
+
+// RelinkInterval is how often the daemon runs Relink.
+const RelinkInterval = 2 * time.Second
+
+// RunRelink calls Relink every RelinkInterval until ctx ends; errors are
+// logged and retried.
+func (rc *Receiver) RunRelink(ctx context.Context) error {
+	t := time.NewTicker(RelinkInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := rc.Relink(ctx); err != nil && ctx.Err() == nil {
+			rc.o.Logger.Warn("relink alert tickets", "err", err)
+		}
+	}
+}

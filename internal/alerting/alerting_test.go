@@ -93,3 +93,43 @@ func TestAlertmanagerWebhook(t *testing.T) {
 		t.Errorf("the operator's own ticket was resolved by the alert")
 	}
 }
+
+// TestRelinkAlertFirst: the official alert arrives before the operator's
+// own ticket exists; once the operator opens it, Relink links the alert's
+// ticket under it (one incident), and a second Relink changes nothing.
+func TestRelinkAlertFirst(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "op.db"), store.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)
+	rc := New(Options{Store: st, Now: func() time.Time { return now }})
+	rec := send(t, rc, payload("firing", "abc"), "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("firing: %d %s", rec.Code, rec.Body)
+	}
+	var res Result
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || len(res.Tickets) != 1 {
+		t.Fatalf("result %s, %v", rec.Body, err)
+	}
+	alertID := res.Tickets[0]
+	if n, err := rc.Relink(ctx); err != nil || n != 0 {
+		t.Fatalf("Relink without an operator ticket: %d, %v", n, err)
+	}
+	own, _, err := st.Observe(ctx, ticket.Observation{Invariant: "store_disconnected", Subject: "store:4", Severity: ticket.Warning,
+		Summary: "store 4 disconnected", Evidence: json.RawMessage(`{"address":"127.0.0.1:20164"}`)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rc.Relink(ctx); err != nil || n != 1 {
+		t.Fatalf("Relink: %d, %v", n, err)
+	}
+	if root, err := st.TicketRoot(ctx, alertID); err != nil || root != own.ID {
+		t.Fatalf("alert ticket root = %d, %v; want %d", root, err, own.ID)
+	}
+	if n, err := rc.Relink(ctx); err != nil || n != 0 {
+		t.Errorf("second Relink: %d, %v", n, err)
+	}
+}

@@ -197,3 +197,35 @@ func (c *Client) Verify(ctx context.Context) (store.VerifyReport, error) {
 	var out store.VerifyReport
 	return out, c.do(ctx, http.MethodGet, "/api/v1/audit/verify", nil, &out)
 }
+
+// Propose proposes a catalog action as the caller (POST /api/v1/actions);
+// someone else must approve it.
+func (c *Client) Propose(ctx context.Context, req ProposeRequest) (action.Proposal, error) {
+	var out action.Proposal
+	return out, c.do(ctx, http.MethodPost, "/api/v1/actions", req, &out)
+}
+
+// Reverts lists scheduled reverts (statuses and action optional).
+func (c *Client) Reverts(ctx context.Context, statuses []store.FollowUpStatus, actionID int64) ([]store.FollowUp, error) {
+	q := url.Values{}
+	for _, s := range statuses {
+		q.Add("status", string(s))
+	}
+	if actionID > 0 {
+		q.Set("action", strconv.FormatInt(actionID, 10))
+	}
+	var out []store.FollowUp
+	return out, c.do(ctx, http.MethodGet, "/api/v1/reverts?"+q.Encode(), nil, &out)
+}
+
+// CancelRevert cancels scheduled revert id; req.Reason is required.
+func (c *Client) CancelRevert(ctx context.Context, id int64, req RevertRequest) (store.FollowUp, error) {
+	var out store.FollowUp
+	return out, c.do(ctx, http.MethodPost, "/api/v1/reverts/"+strconv.FormatInt(id, 10)+"/cancel", req, &out)
+}
+
+// ExtendRevert postpones scheduled revert id; req.By is required.
+func (c *Client) ExtendRevert(ctx context.Context, id int64, req RevertRequest) (store.FollowUp, error) {
+	var out store.FollowUp
+	return out, c.do(ctx, http.MethodPost, "/api/v1/reverts/"+strconv.FormatInt(id, 10)+"/extend", req, &out)
+}

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/auth"
@@ -103,6 +104,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/actions/{id}/dry-run", s.authn(auth.Approver, s.dryRun))
 	mux.HandleFunc("POST /api/v1/actions/{id}/approve", s.authn(auth.Approver, s.approve))
 	mux.HandleFunc("POST /api/v1/actions/{id}/reject", s.authn(auth.Approver, s.reject))
+	mux.HandleFunc("POST /api/v1/actions", s.authn(auth.Approver, s.propose))
+	mux.HandleFunc("GET /api/v1/reverts", s.authn(auth.Viewer, s.listReverts))
+	mux.HandleFunc("POST /api/v1/reverts/{id}/cancel", s.authn(auth.Approver, s.cancelRevert))
+	mux.HandleFunc("POST /api/v1/reverts/{id}/extend", s.authn(auth.Approver, s.extendRevert))
 	mux.HandleFunc("GET /api/v1/audit", s.authn(auth.Viewer, s.listAudit))
 	mux.HandleFunc("GET /api/v1/audit/verify", s.authn(auth.Viewer, s.verify))
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -425,6 +430,109 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, who auth.Identit
 	writeJSON(w, http.StatusOK, p)
 }
 
+// ProposeRequest is the body of POST /api/v1/actions: a person proposes a
+// catalog action, which someone else then approves.
+type ProposeRequest struct {
+	ActionType string          `json:"action_type"`
+	Params     json.RawMessage `json:"params,omitempty"`
+	// TicketID: the ticket the action is for; absent or 0 creates a
+	// manual ticket.
+	TicketID int64 `json:"ticket_id,omitempty"`
+	// Reason is required.
+	Reason string `json:"reason"`
+}
+
+func (s *Server) propose(w http.ResponseWriter, r *http.Request, who auth.Identity) {
+	var req ProposeRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	if strings.TrimSpace(req.ActionType) == "" || strings.TrimSpace(req.Reason) == "" {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, "action_type and reason are required")
+		return
+	}
+	p, err := s.o.Executor.ProposeAs(r.Context(), who, executor.Proposal{
+		ActionType: req.ActionType, Params: req.Params, TicketID: req.TicketID, Reason: req.Reason})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, p)
+}
+
+func (s *Server) listReverts(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+	f := store.FollowUpFilter{}
+	for _, st := range splitQuery(r, "status") {
+		f.Statuses = append(f.Statuses, store.FollowUpStatus(st))
+	}
+	var err error
+	if f.ProposalID, err = queryInt(r, "action"); err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	fs, err := s.o.Store.FollowUps(r.Context(), f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(fs))
+}
+
+// RevertRequest is the body of POST /api/v1/reverts/{id}/cancel (Reason
+// required) and .../extend (By, a Go duration such as "30m", required).
+type RevertRequest struct {
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
+func (s *Server) cancelRevert(w http.ResponseWriter, r *http.Request, who auth.Identity) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	var req RevertRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, "a reason is required to cancel a scheduled revert")
+		return
+	}
+	f, err := s.o.Executor.CancelRevertAs(r.Context(), id, who, req.Reason)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) extendRevert(w http.ResponseWriter, r *http.Request, who auth.Identity) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	var req RevertRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(req.By))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("by %q: want a Go duration such as 30m", safetext.Line(req.By, 64)))
+		return
+	}
+	f, err := s.o.Executor.ExtendRevertAs(r.Context(), id, who, d)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
 	f := store.RecordFilter{}
 	var err error
@@ -468,7 +576,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, CodeNotFound, msg)
 	case errors.Is(err, executor.ErrForbidden):
 		writeErr(w, http.StatusForbidden, CodeForbidden, msg)
-	case errors.As(err, &te), errors.As(err, &tt):
+	case errors.As(err, &te), errors.As(err, &tt), errors.Is(err, store.ErrFollowUpState):
 		writeErr(w, http.StatusConflict, CodeWrongState, msg)
 	case errors.Is(err, store.ErrExpired):
 		writeErr(w, http.StatusConflict, CodeExpired, msg)

@@ -179,6 +179,7 @@ type Config struct {
 	Server     Server     `toml:"server" json:"server"`
 	Auth       Auth       `toml:"auth" json:"auth"`
 	Audit      Audit      `toml:"audit" json:"audit"`
+	Console    Console    `toml:"console" json:"console"`
 	// Notify configures notifications out; Alerting the Alertmanager
 	// webhook receiver (notify.go).
 	Notify   Notify   `toml:"notify" json:"notify"`
@@ -578,7 +579,10 @@ func redactURL(s string) string {
 		return s
 	}
 	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "****")
+		// url.UserPassword would escape "*" as %2A.
+		const placeholder = "operator-redacted-password"
+		u.User = url.UserPassword(u.User.Username(), placeholder)
+		return strings.Replace(u.String(), placeholder, "****", 1)
 	}
 	return u.String()
 }

@@ -28,7 +28,7 @@ func envOf(m map[string]string) func(string) string {
 
 const sample = `
 [pd]
-endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+endpoints = ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
 cacert-path = "/etc/tls/ca.pem"
 cert-path = "/etc/tls/client.pem"
 key-path = "/etc/tls/client-key.pem"
@@ -86,7 +86,7 @@ func TestPrecedence(t *testing.T) {
 			name: "file over defaults",
 			path: path,
 			check: func(t *testing.T, c Config) {
-				if c.PD.Endpoints[1] != "http://10.0.0.2:2379" || c.PD.CAPath != "/etc/tls/ca.pem" {
+				if c.PD.Endpoints[1] != "https://10.0.0.2:2379" || c.PD.CAPath != "/etc/tls/ca.pem" {
 					t.Errorf("pd = %+v", c.PD)
 				}
 				if c.Database.Path != "/var/lib/operator/file.db" || c.Monitor.Interval.Duration != 15*time.Second || c.Monitor.Quiet.Duration != time.Minute {
@@ -115,12 +115,12 @@ func TestPrecedence(t *testing.T) {
 			name: "env over file",
 			path: path,
 			env: map[string]string{
-				"OPERATOR_PD": "http://env:2379, http://env2:2379", "OPERATOR_DB": "/env.db",
+				"OPERATOR_PD": "https://env:2379, https://env2:2379", "OPERATOR_DB": "/env.db",
 				"OPERATOR_PROMETHEUS": "http://envprom:9090", "OPERATOR_INTERVAL": "3s",
 				"OPERATOR_PD_CACERT": "/env/ca.pem", "ANTHROPIC_API_KEY": "sk-env",
 			},
 			check: func(t *testing.T, c Config) {
-				if !reflect.DeepEqual(c.PD.Endpoints, []string{"http://env:2379", "http://env2:2379"}) {
+				if !reflect.DeepEqual(c.PD.Endpoints, []string{"https://env:2379", "https://env2:2379"}) {
 					t.Errorf("endpoints = %v", c.PD.Endpoints)
 				}
 				if c.Database.Path != "/env.db" || c.Prometheus.URL != "http://envprom:9090" || c.Monitor.Interval.Duration != 3*time.Second {
@@ -138,7 +138,7 @@ func TestPrecedence(t *testing.T) {
 		{
 			name: "flags over env",
 			path: path,
-			env:  map[string]string{"OPERATOR_PD": "http://env:2379", "OPERATOR_DB": "/env.db", "OPERATOR_INTERVAL": "3s"},
+			env:  map[string]string{"OPERATOR_PD": "https://env:2379", "OPERATOR_DB": "/env.db", "OPERATOR_INTERVAL": "3s"},
 			flags: Overrides{
 				PD: []string{"https://flag:2379"}, DB: "/flag.db", Prometheus: "http://flagprom:9090",
 				CACert: "/flag/ca.pem", Cert: "/flag/c.pem", Key: "/flag/k.pem", Interval: 2 * time.Second,

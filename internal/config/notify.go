@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/tikvops/operator/internal/auth"
@@ -91,6 +92,11 @@ func validHTTPURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
+// slackSinkName is what a Slack sink's name may be: it becomes the path
+// of its interaction callback, POST /api/v1/slack/interactions/NAME
+// (lower-cased), so it must be path-safe.
+var slackSinkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
 // validateNotify checks [notify] and [alerting].
 func (c *Config) validateNotify() error {
 	n := c.Notify
@@ -127,10 +133,18 @@ func (c *Config) validateNotify() error {
 			return err
 		}
 	}
+	slackPaths := map[string]string{}
 	for _, s := range n.Slack {
 		if err := seen("slack", s.Name); err != nil {
 			return err
 		}
+		if !slackSinkName.MatchString(s.Name) {
+			return fmt.Errorf("config: notify slack %q: the name must be 1 to 63 letters, digits, '-' or '_', starting with a letter or digit (it is the path of its callback, /api/v1/slack/interactions/NAME)", s.Name)
+		}
+		if other, ok := slackPaths[strings.ToLower(s.Name)]; ok {
+			return fmt.Errorf("config: notify slack %q and %q: names differing only in case share the callback path /api/v1/slack/interactions/%s", other, s.Name, strings.ToLower(s.Name))
+		}
+		slackPaths[strings.ToLower(s.Name)] = s.Name
 		if s.Token == "" || s.Channel == "" {
 			return fmt.Errorf("config: notify slack %q: token and channel are required", s.Name)
 		}

@@ -257,6 +257,9 @@ type notifier struct {
 	deliverer *notify.Deliverer
 	sinks     []string
 	slack     map[string]*notify.Interactions // by sink name
+	// alerts is the Alertmanager receiver (set by routes); its RunRelink
+	// runs as a daemon part.
+	alerts *alerting.Receiver
 }
 
 func newNotifier(cfg config.Config, st *store.Store, ex *executor.Executor, reg prometheus.Registerer, log *slog.Logger) *notifier {
@@ -288,12 +291,17 @@ func newNotifier(cfg config.Config, st *store.Store, ex *executor.Executor, reg 
 	return n
 }
 
+// initAlerts builds the Alertmanager receiver ([alerting]).
+func (n *notifier) initAlerts(cfg config.Config, st *store.Store, apiSrv *api.Server, log *slog.Logger) {
+	n.alerts = alerting.New(alerting.Options{Store: st, Identify: apiSrv.Identify,
+		Token: cfg.Alerting.WebhookToken, RequireToken: cfg.Alerting.RequireToken, Logger: log.With("component", "alerting")})
+}
+
 // routes mounts the alerting routes on mux: the Alertmanager receiver
 // and the Slack interaction callbacks (one per Slack sink with a signing
 // secret; the first one also on the short path).
-func (n *notifier) routes(mux *http.ServeMux, cfg config.Config, st *store.Store, apiSrv *api.Server, log *slog.Logger) {
-	mux.Handle("POST /api/v1/alerts/alertmanager", alerting.New(alerting.Options{Store: st, Identify: apiSrv.Identify,
-		Token: cfg.Alerting.WebhookToken, RequireToken: cfg.Alerting.RequireToken, Logger: log.With("component", "alerting")}))
+func (n *notifier) routes(mux *http.ServeMux, cfg config.Config) {
+	mux.Handle("POST /api/v1/alerts/alertmanager", n.alerts)
 	first := true
 	for _, s := range cfg.Notify.Slack {
 		h := n.slack[s.Name]

@@ -162,6 +162,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	var cluster clusterGate
+	// The last cycle's snapshot, shared with diagnoses (issue 17).
+	type sharedSnap struct {
+		snap *tikv.Snapshot
+		at   time.Time
+	}
+	var lastSnap atomic.Pointer[sharedSnap]
 	collect := func(ctx context.Context) (*tikv.Snapshot, error) {
 		if err := cluster.ensure(ctx, pdc, st, log); err != nil {
 			return nil, err
@@ -169,8 +175,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		snap, err := tikv.Collect(ctx, pdc)
 		if err == nil {
 			d.lastCollect.Store(time.Now().UnixNano())
+			lastSnap.Store(&sharedSnap{snap, time.Now()})
 		}
 		return snap, err
+	}
+	recentSnapshot := func(context.Context) *tikv.Snapshot {
+		if p := lastSnap.Load(); p != nil && time.Since(p.at) <= cfg.Monitor.Interval.Duration {
+			return p.snap
+		}
+		return nil
 	}
 	mon = monitor.New(monitor.Options{
 		Interval:       cfg.Monitor.Interval.Duration,
@@ -204,7 +217,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	backend = maskErrors(backend, cfg.Secrets())
 	runner := &diagnose.Runner{
 		Source:       st,
-		Gather:       gather.New(pdc, gather.Options{Prom: prom, Catalog: catalog, Logger: log}),
+		Gather:       gather.New(pdc, gather.Options{Prom: prom, Catalog: catalog, Logger: log, Snapshot: recentSnapshot}),
 		Backend:      backend,
 		Catalog:      catalog,
 		Sink:         storeSink{st},
@@ -227,9 +240,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		MaxPerHour: cfg.Actions.MaxExecutionsPerHour,
 		Policy:     PolicyOf(cfg),
 		Verifier:   key.Public(),
-		Logger:                  log,
-		Registerer:              reg,
-		Crash:                   crash,
+		Logger:     log,
+		Registerer: reg,
+		Crash:      crash,
 	})
 
 	var ln net.Listener
@@ -284,8 +297,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	notifier := newNotifier(cfg, st, exec, reg, log)
 	reg.MustRegister(newGauges(st, &d.lastCollect, notifier.sinks))
 	d.ready = newReadiness(cfg, pdc, st)
-	d.extra = func(mux *http.ServeMux) { notifier.routes(mux, cfg, st, apiSrv, log) }
+	notifier.initAlerts(cfg, st, apiSrv, log)
+	d.extra = func(mux *http.ServeMux) { notifier.routes(mux, cfg) }
+	if d.extra, err = withConsole(d.extra, cfg, st, exec, catalog, pdc, apiSrv, keyDir, log); err != nil {
+		return err
+	}
 	goPart("notify", func() error { return notifier.deliverer.Run(ctx) })
+	goPart("alert links", func() error { return notifier.alerts.RunRelink(ctx) })
 	goPart("health", func() error { return d.refreshHealth(ctx, mon) })
 	var sock *http.Server
 	if path := cfg.SocketPath(); path != "" {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/api"
-	"github.com/tikvops/operator/internal/auditkey"
 	"github.com/tikvops/operator/internal/auth"
 	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/executor"
@@ -108,17 +107,7 @@ func newAPI(cfg config.Config, st *store.Store, ex *executor.Executor, keyDir, v
 	return api.New(api.Options{
 		Store: st, Executor: ex, Tokens: tokens,
 		ProxyUserHeader: cfg.Auth.ProxyUserHeader, ProxyTrusted: trusted, ProxyRoles: cfg.Auth.ProxyRoles,
-		Verify: func(ctx context.Context) (store.VerifyReport, error) {
-			pub, err := auditkey.LoadPublic(keyDir)
-			if err != nil {
-				return store.VerifyReport{}, err
-			}
-			rep, err := st.VerifyWith(ctx, store.VerifyOptions{PublicKey: pub, KeyDir: keyDir})
-			if err == nil && !rep.OK {
-				enqueueVerifyFailure(ctx, st, rep, log)
-			}
-			return rep, err
-		},
+		Verify:  auditVerifier(st, keyDir, log),
 		Version: version, Logger: log.With("component", "api"),
 	}), nil
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
@@ -186,11 +187,64 @@ func (e *env) pendingProposal(after int64) (action.Proposal, bool) {
 	var ps []action.Proposal
 	e.jsonOf(&ps, "actions", "list", "--status", "pending")
 	for _, p := range ps {
-		if p.ActionType == "transfer_leader" && p.ID > after {
+		if p.ActionType == "resume_scheduler" && p.ID > after {
 			return p, true
 		}
 	}
 	return action.Proposal{}, false
+}
+
+// balanceLeaderPaused reads PD's paused schedulers.
+func (e *env) balanceLeaderPaused() bool {
+	e.t.Helper()
+	var paused []string
+	if err := e.c.GetJSON(context.Background(), "/schedulers?status=paused", &paused); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, n := range paused {
+		if n == "balance-leader-scheduler" {
+			return true
+		}
+	}
+	return false
+}
+
+// leaderSpread is max-min of the Up stores' leader counts in PD.
+func (e *env) leaderSpread() int {
+	e.t.Helper()
+	var st struct {
+		Stores []struct {
+			Store struct {
+				StateName string `json:"state_name"`
+			} `json:"store"`
+			Status struct {
+				LeaderCount int `json:"leader_count"`
+			} `json:"status"`
+		} `json:"stores"`
+	}
+	if err := e.c.GetJSON(context.Background(), "/stores", &st); err != nil {
+		e.t.Fatal(err)
+	}
+	lo, hi := 1<<30, 0
+	for _, s := range st.Stores {
+		if s.Store.StateName != "Up" {
+			continue
+		}
+		lo, hi = min(lo, s.Status.LeaderCount), max(hi, s.Status.LeaderCount)
+	}
+	return hi - lo
+}
+
+// skew pauses PD's balance-leader-scheduler for an hour and moves every
+// leader to store, as an operator forgetting a paused scheduler would.
+func (e *env) skew(store uint64) {
+	e.t.Helper()
+	if err := e.c.PauseScheduler(context.Background(), "balance-leader-scheduler", time.Hour); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.c.Sim.MoveLeaders(store); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -252,7 +306,7 @@ func (e *env) daemon() {
 }
 
 func TestOperatorEndToEnd(t *testing.T) {
-	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 1, SkewLeaders: true, PauseBalanceLeader: true})
+	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 26, SkewLeaders: true, PauseBalanceLeader: true})
 	dir := t.TempDir()
 	e := &env{t: t, c: c, dir: dir, cfg: filepath.Join(dir, "operator.toml"), db: filepath.Join(dir, "operator.db"), listen: freeAddr(t)}
 	// The demo's configuration (scripts/demo.sh): 5 regions led by one
@@ -269,7 +323,7 @@ quiet-period = "5s"
 listen = %q
 [invariants]
 default-for = "0s"
-leader-imbalance-min-diff = 4
+leader-imbalance-min-diff = 12
 [[auth.tokens]]
 name = "vic"
 role = "viewer"
@@ -299,39 +353,39 @@ sha256 = %q
 		t.Fatalf("check created the database: %v", err)
 	}
 
+	// The demo's situation: balance-leader-scheduler paused (left paused
+	// after maintenance) and every leader on one store.
+	if err := c.PostJSON(ctx, "/schedulers", map[string]string{"name": "balance-leader-scheduler"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.skew(c.Sim.StoreIDs()[0])
+
 	e.daemon()
 
-	// leader skew -> ticket -> rules diagnosis -> transfer_leader proposal.
+	// leader skew (PD's balance-leader-scheduler paused) -> ticket -> rules
+	// diagnosis -> resume_scheduler, the fix of the cause.
 	var p action.Proposal
-	e.eventually("a transfer_leader proposal", 60*time.Second, func() bool {
+	e.eventually("a resume_scheduler proposal", 60*time.Second, func() bool {
 		var ok bool
 		p, ok = e.pendingProposal(0)
 		return ok
 	})
-	var params struct {
-		RegionID  uint64 `json:"region_id"`
-		ToStoreID uint64 `json:"to_store_id"`
+	var pp struct {
+		Name string `json:"name"`
 	}
-	if err := json.Unmarshal(p.Params, &params); err != nil || params.RegionID == 0 || params.ToStoreID == 0 {
-		t.Fatalf("params %s: %v", p.Params, err)
-	}
-	if p.ProposedBy != "rules" {
-		t.Errorf("proposed by %q, want rules", p.ProposedBy)
+	if err := json.Unmarshal(p.Params, &pp); err != nil || pp.Name != "balance-leader-scheduler" || p.ProposedBy != "rules" {
+		t.Fatalf("proposal %+v", p)
 	}
 	id, tid := fmt.Sprint(p.ID), fmt.Sprint(p.TicketID)
-	before := e.region(params.RegionID)
-	if before.Leader.StoreID == params.ToStoreID {
-		t.Fatalf("region %d is already led by store %d", params.RegionID, params.ToStoreID)
-	}
-	e.must(0, []string{"leader_imbalance/cluster", "[diagnosed]", "== Diagnosis ==", "(by rules", "transfer_leader", "== Evidence (latest) =="}, "tickets", "show", tid)
-	e.must(0, []string{"Action #" + id + "  transfer_leader  [proposed]", "== Rationale ==", "== Risks ==", "== Status history =="}, "actions", "show", id)
+	e.must(0, []string{"leader_imbalance/cluster", "[diagnosed]", "== Diagnosis ==", "(by rules", "resume_scheduler", "== Evidence (latest) =="}, "tickets", "show", tid)
+	e.must(0, []string{"Action #" + id + "  resume_scheduler  [proposed]", "== Rationale ==", "== Risks ==", "== Status history =="}, "actions", "show", id)
 
 	// approve --dry-run: preconditions and the exact request; nothing in PD.
-	e.must(0, []string{"Result: VALID", "[ok]", `POST /pd/api/v1/operators {"name":"transfer-leader","region_id":` + fmt.Sprint(params.RegionID),
-		"Nothing was sent to PD"}, "actions", "approve", id, "--dry-run", "--as", "e2e")
-	time.Sleep(2 * time.Second) // give a (wrongly) sent operator time to act
-	if got := e.region(params.RegionID); got.Leader.StoreID != before.Leader.StoreID {
-		t.Fatalf("dry run moved the leader of region %d to store %d", params.RegionID, got.Leader.StoreID)
+	dry := e.must(0, []string{"Result: VALID", "[ok]", `POST /pd/api/v1/schedulers/balance-leader-scheduler {"delay":0}`,
+		"Nothing was sent to PD", "--evidence "}, "actions", "approve", id, "--dry-run", "--as", "e2e")
+	time.Sleep(2 * time.Second) // give a (wrongly) sent request time to act
+	if !e.balanceLeaderPaused() {
+		t.Fatalf("the dry run resumed balance-leader-scheduler")
 	}
 	var shown struct {
 		Action  action.Proposal `json:"action"`
@@ -341,35 +395,46 @@ sha256 = %q
 	if shown.Action.Status != action.DryRun || len(shown.Records) != 1 || !shown.Records[0].DryRun {
 		t.Fatalf("after dry run: %+v", shown)
 	}
+	evidence := shown.Records[0].Hash
+	if !strings.Contains(dry.out, evidence) {
+		t.Errorf("the dry run does not print its evidence hash %s", evidence)
+	}
 
-	// Unknown id, then approve -> PD operator done -> leader moved.
+	// Unknown id, then approve (bound to the dry run seen) -> PD resumes
+	// the scheduler -> PD evens the leaders out -> ticket resolved.
 	e.must(3, []string{"action 9999 not found"}, "actions", "approve", "9999")
 	e.must(3, []string{"ticket 9999 not found"}, "tickets", "show", "9999")
-	start := time.Now()
 	me := currentUser(t)
-	e.must(0, []string{"Approved action #" + id, "as " + me + " on behalf of alice", "completed", "approved by " + me, "verified", "PD requests sent",
-		"Ticket #" + tid + ": resolved (the invariant holds again)"}, "actions", "approve", id, "--as", "alice", "--wait", "60s")
+	start := time.Now()
+	e.must(0, []string{"Approved action #" + id, "as " + me + " on behalf of alice", "completed", "approved by " + me, "PD requests sent"},
+		"actions", "approve", id, "--as", "alice", "--evidence", evidence, "--wait", "60s")
 	t.Logf("approve -> completed in %s (CLI wall time)", time.Since(start).Round(time.Millisecond))
-	// PD's own view: the operator on the region finished, the leader moved.
-	op := e.regionOperator(params.RegionID)
-	if op.Status != pd.OperatorSuccess || !strings.Contains(op.Desc, "transfer-leader") {
-		t.Errorf("PD operator of region %d: %+v, want a transfer-leader SUCCESS", params.RegionID, op)
+	if e.balanceLeaderPaused() {
+		t.Fatalf("balance-leader-scheduler still paused in PD after the approved resume")
 	}
-	if got := e.region(params.RegionID); got.Leader.StoreID != params.ToStoreID {
-		t.Fatalf("leader of region %d on store %d, want %d", params.RegionID, got.Leader.StoreID, params.ToStoreID)
-	}
-	// The executor re-evaluated the ticket: resolved.
-	e.eventually("the ticket to resolve", 30*time.Second, func() bool {
+	e.eventually("PD to even the leaders out", 90*time.Second, func() bool { return e.leaderSpread() <= 12 })
+	e.eventually("the ticket to resolve", 60*time.Second, func() bool {
 		var v struct {
 			Ticket ticket.Ticket `json:"ticket"`
 		}
 		e.jsonOf(&v, "tickets", "show", tid)
 		return v.Ticket.Status == ticket.Resolved
 	})
+	var apps []action.Record
+	e.jsonOf(&apps, "audit", "list", "--action", id)
+	var bound bool
+	for _, r := range apps {
+		if r.Event == action.EventApproval {
+			bound = r.EvidenceDigest == evidence && r.OnBehalfOf == "alice" && r.ActorRole == "admin" && r.Signature != "" && r.ExpiresAt != nil
+		}
+	}
+	if !bound {
+		t.Errorf("approval record not bound to the evidence, the person and an expiry: %+v", apps)
+	}
 	// Approving twice is a wrong state.
 	e.must(4, []string{"action " + id + " is completed; only proposed actions can be approved"}, "actions", "approve", id)
-	// Dry run, approval, execution: all three in the hash chain.
-	e.must(0, []string{"audit trail OK: 3 records"}, "audit", "verify")
+	// Dry run, approval, execution: all three in the signed hash chain.
+	e.must(0, []string{"audit trail OK: 3 records (3 signatures verified)"}, "audit", "verify")
 	e.must(0, []string{"execution", "ok", "dry-run", "valid", "approval", "approved", "approved by " + me + " on behalf of alice"}, "audit", "list")
 
 	// The daemon's own endpoints.
@@ -387,13 +452,11 @@ sha256 = %q
 		t.Errorf("/healthz = %+v, %v", health, err)
 	}
 
-	// Reject path: skew the leaders again -> a new ticket linked to the
+	// Reject path: pause and skew again -> a new ticket linked to the
 	// resolved one -> a new proposal -> reject -> approving it is refused.
-	if _, err := c.Sim.MoveLeaders(c.Sim.StoreIDs()[0]); err != nil {
-		t.Fatal(err)
-	}
+	e.skew(c.Sim.StoreIDs()[0])
 	var p2 action.Proposal
-	e.eventually("a second transfer_leader proposal", 60*time.Second, func() bool {
+	e.eventually("a second resume_scheduler proposal", 60*time.Second, func() bool {
 		var ok bool
 		p2, ok = e.pendingProposal(p.ID)
 		return ok
@@ -419,12 +482,7 @@ sha256 = %q
 
 	// A stopped store -> store_disconnected ticket (PD: Disconnected after
 	// 20 s without a heartbeat).
-	var spare uint64
-	for _, s := range c.Sim.StoreIDs() {
-		if s != c.Sim.StoreIDs()[0] && s != params.ToStoreID {
-			spare = s
-		}
-	}
+	spare := c.Sim.StoreIDs()[len(c.Sim.StoreIDs())-1]
 	if err := c.Sim.StopStore(spare); err != nil {
 		t.Fatal(err)
 	}
@@ -454,12 +512,11 @@ sha256 = %q
 	}
 
 	// Over HTTP with tokens: none -> 401, a viewer -> 403 (exit 12), an
-	// approver -> the leader moves and the record names the token.
-	if _, err := c.Sim.MoveLeaders(c.Sim.StoreIDs()[0]); err != nil {
-		t.Fatal(err)
-	}
+	// approver -> PD acts and the record names the token. A person asks
+	// for a new diagnosis of the ticket whose proposal was rejected.
+	e.must(0, nil, "tickets", "rediagnose", fmt.Sprint(p2.TicketID), "--reason", "maintenance is over")
 	var p3 action.Proposal
-	e.eventually("a third transfer_leader proposal", 90*time.Second, func() bool {
+	e.eventually("a third resume_scheduler proposal", 90*time.Second, func() bool {
 		var ok bool
 		p3, ok = e.pendingProposal(p2.ID)
 		return ok
@@ -475,17 +532,14 @@ sha256 = %q
 	e.must(12, []string{"no credentials"}, "--server", server, "actions", "approve", id3)
 	e.must(12, []string{"vic has role viewer"}, "--server", server, "--token", viewerToken, "actions", "approve", id3)
 	e.must(12, []string{"unknown token"}, "--server", server, "--token", "opr_wrong", "actions", "approve", id3)
-	var params3 struct {
-		RegionID  uint64 `json:"region_id"`
-		ToStoreID uint64 `json:"to_store_id"`
-	}
-	if err := json.Unmarshal(p3.Params, &params3); err != nil {
-		t.Fatal(err)
+	if !e.balanceLeaderPaused() {
+		t.Fatalf("refused approvals resumed the scheduler")
 	}
 	e.must(0, []string{"Approved action #" + id3, "as tara", "completed"}, "--server", server, "--token", approverToken, "actions", "approve", id3, "--wait", "60s")
-	if got := e.region(params3.RegionID); got.Leader.StoreID != params3.ToStoreID {
-		t.Errorf("token approval: leader of region %d on store %d, want %d", params3.RegionID, got.Leader.StoreID, params3.ToStoreID)
+	if e.balanceLeaderPaused() {
+		t.Errorf("token approval: balance-leader-scheduler still paused in PD")
 	}
+	e.eventually("PD to even the leaders out again", 90*time.Second, func() bool { return e.leaderSpread() <= 12 })
 	var recs3 []action.Record
 	e.jsonOf(&recs3, "audit", "list", "--action", id3)
 	var sawApproval bool
@@ -500,8 +554,18 @@ sha256 = %q
 	e.must(0, []string{"audit trail OK"}, "audit", "verify")
 
 	// A database from another cluster is refused by the daemon, exit 11.
-	other := testcluster.Start(t, testcluster.Options{Stores: 1, Regions: 1})
-	r := e.op("run", "--pd", other.PDURL, "--listen", "")
+	// (A loopback server answering PD's GET /pd/api/v1/cluster for another
+	// cluster id is all the daemon reads before it refuses.)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/pd/api/v1/cluster" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"id":4242424242,"max_peer_count":3}`)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer other.Close()
+	r := e.op("run", "--pd", other.URL, "--listen", "")
 	if r.code != 11 || !strings.Contains(r.errOut, "another cluster") {
 		t.Errorf("daemon on another cluster's PD: %s", r)
 	}
@@ -509,7 +573,7 @@ sha256 = %q
 	// A decision forged with SQL (a rejected action set to approved) is
 	// refused where it runs: nothing is sent to PD, and audit verify
 	// reports it.
-	before2 := e.region(params3.RegionID)
+	e.skew(c.Sim.StoreIDs()[0])
 	e.sql(`UPDATE action_proposals SET status = 'approved', approved_by = 'mallory' WHERE id = ?`, p2.ID)
 	e.eventually("the forged approval to be refused", 30*time.Second, func() bool {
 		var v struct {
@@ -518,8 +582,8 @@ sha256 = %q
 		e.jsonOf(&v, "actions", "show", id2)
 		return v.Action.Status == action.Refused
 	})
-	if got := e.region(params3.RegionID); got.Leader.StoreID != before2.Leader.StoreID {
-		t.Errorf("a forged approval moved a leader")
+	if !e.balanceLeaderPaused() {
+		t.Errorf("a forged approval resumed balance-leader-scheduler in PD")
 	}
 	e.must(8, []string{"changed outside the daemon"}, "audit", "verify")
 }

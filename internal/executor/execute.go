@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/ticket"
 )
 
@@ -38,6 +39,7 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 	log.Info("executing", "params", string(p.Params), "approved_by", p.ApprovedBy)
 	rec := action.Record{StartedAt: started, ExecutedBy: e.name, Requests: json.RawMessage(`[]`)}
 
+	var reverts []store.FollowUp // temporary change: its scheduled reverts
 	finish := func(to action.Status, label, result, detail string) {
 		rec.Message = result
 		if detail != "" {
@@ -46,7 +48,7 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 		e.m.executions.WithLabelValues(p.ActionType, label).Inc()
 		e.m.duration.WithLabelValues(p.ActionType).Observe(e.now().Sub(started).Seconds())
 		e.crash.at(CrashBeforeRecord)
-		e.record(ctx, p, to, result, rec)
+		e.record(ctx, p, to, result, rec, reverts)
 		if to == action.Completed || label == resultRefused || label == resultFailed {
 			e.afterExecution(ctx, p)
 		}
@@ -61,7 +63,7 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 	// The approval was for a problem: if PD shows it gone, the approval no
 	// longer applies (PD may have fixed it by itself while the approval
 	// waited).
-	if e.holds != nil {
+	if e.holds != nil && !e.manualTicket(ctx, p.TicketID) {
 		t, err := e.st.Ticket(ctx, p.TicketID)
 		if err != nil {
 			finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: ticket %d could not be read: %v", p.TicketID, err), "")
@@ -111,6 +113,10 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 	out, xerr := a.Execute(xctx, p.Params)
 	e.crash.disarm()
 	cancel()
+	var followNote string
+	if xerr == nil && !out.Success && out.Running {
+		out, followNote = e.followRunning(ctx, a, p, out, started)
+	}
 	if out.Requests == nil {
 		out.Requests = []action.Request{}
 	}
@@ -128,6 +134,10 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 	}
 
 	detail := outcomeDetail(out)
+	if followNote != "" {
+		detail = strings.TrimPrefix(followNote+"; "+detail, "; ")
+		detail = strings.TrimSuffix(detail, "; ")
+	}
 	switch {
 	case xerr != nil:
 		msg := out.Message
@@ -136,6 +146,11 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 		}
 		finish(action.Failed, resultUnknown, fmt.Sprintf("outcome unknown: %s: %v", msg, xerr), detail)
 	case out.Success:
+		var note string
+		reverts, note = e.scheduleReverts(a, p, out)
+		if note != "" {
+			detail = strings.TrimPrefix(detail+"; "+note, "; ")
+		}
 		finish(action.Completed, resultCompleted, out.Message, detail)
 	case len(out.Requests) == 0:
 		finish(action.Failed, resultRefused, out.Message, detail)
@@ -148,12 +163,21 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 // while. If the proposal is no longer executing (another executor's
 // Recover finished it as interrupted), the real outcome is appended to the
 // audit trail on its own so that it is not lost.
-func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Status, result string, rec action.Record) {
+func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Status, result string, rec action.Record, reverts []store.FollowUp) {
 	log := e.log.With("action_id", p.ID, "action", p.ActionType)
 	deadline := time.Now().Add(DefaultStepTimeout)
 	for attempt := 1; ; attempt++ {
 		wctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
-		stored, err := e.st.Finish(wctx, p.ID, to, result, rec, e.now())
+		var (
+			stored action.Record
+			err    error
+		)
+		if len(reverts) > 0 {
+			// The reverts are stored with the completion: one transaction.
+			stored, _, err = e.st.FinishScheduling(wctx, p.ID, to, result, rec, reverts, e.now())
+		} else {
+			stored, err = e.st.Finish(wctx, p.ID, to, result, rec, e.now())
+		}
 		cancel()
 		if err == nil {
 			log.Info("action finished", "status", to, "result", result, "record_id", stored.ID)
@@ -184,9 +208,6 @@ func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Stat
 // afterExecution re-evaluates the ticket's invariant: held resolves the
 // ticket; still violated reopens a diagnosed ticket for a fresh diagnosis.
 func (e *Executor) afterExecution(ctx context.Context, p action.Proposal) {
-	if e.reevaluate == nil {
-		return
-	}
 	log := e.log.With("action_id", p.ID, "ticket_id", p.TicketID)
 	ctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
 	defer cancel()
@@ -196,6 +217,16 @@ func (e *Executor) afterExecution(ctx context.Context, p action.Proposal) {
 		return
 	}
 	if t.Status == ticket.Resolved {
+		return
+	}
+	if t.Invariant == store.ManualInvariant {
+		// No monitor evaluates a manual ticket: it ends with its action.
+		if err := e.st.ResolveTicket(ctx, t.ID, e.now()); err != nil && !errors.As(err, new(*ticket.ErrTransition)) {
+			log.Warn("resolve manual ticket", "err", err)
+		}
+		return
+	}
+	if e.reevaluate == nil {
 		return
 	}
 	held, err := e.reevaluate(ctx, t)
@@ -225,6 +256,49 @@ func (e *Executor) afterExecution(ctx context.Context, p action.Proposal) {
 		return
 	}
 	log.Info("invariant still violated; ticket reopened for a fresh diagnosis", "invariant", t.Invariant)
+}
+
+// followRunning keeps following the PD operator of an execution that was
+// still running at the execution deadline (out.Running): the proposal stays
+// executing and its ticket is not re-evaluated meanwhile; the outcome is
+// decided by PD (its operator's SUCCESS, TIMEOUT, CANCEL or REPLACE), within
+// MaxOperatorFollow after the deadline. It returns the final outcome and a
+// note for the audit record.
+func (e *Executor) followRunning(ctx context.Context, a action.Action, p action.Proposal, out action.Outcome, started time.Time) (action.Outcome, string) {
+	f, ok := a.(action.Follower)
+	if !ok {
+		return out, ""
+	}
+	log := e.log.With("action_id", p.ID, "action", p.ActionType)
+	deadline := e.now()
+	log.Info("PD's operator still running at the execution deadline; following it until PD decides", "message", out.Message,
+		"execution_timeout", e.timeout, "max_follow", MaxOperatorFollow)
+	e.m.executions.WithLabelValues(p.ActionType, "still_running").Inc()
+	fctx, cancel := context.WithTimeout(ctx, MaxOperatorFollow)
+	res, err := f.Follow(fctx, p.Params, out)
+	cancel()
+	if err != nil {
+		log.Warn("could not follow PD's operator", "err", err)
+		return out, fmt.Sprintf("still running at the execution deadline (%s after the claim); could not follow it: %v", deadline.Sub(started).Round(time.Second), err)
+	}
+	if res.Requests == nil {
+		res.Requests = out.Requests
+	}
+	return res, fmt.Sprintf("PD's operator was still running at the execution deadline (%s after the claim) and was followed until %s",
+		deadline.Sub(started).Round(time.Second), e.now().UTC().Format(time.RFC3339))
+}
+
+// MaxOperatorFollow bounds how long the executor follows a PD operator
+// still running at the execution deadline: PD's own longest step timeout
+// (SlowStepWaitTime, 10 min; PD pkg/schedule/operator/step.go).
+const MaxOperatorFollow = 10 * time.Minute
+
+// manualTicket reports whether ticket id is a manual ticket (a person's
+// or a revert's proposal without a ticket of its own): no invariant to
+// re-evaluate before sending.
+func (e *Executor) manualTicket(ctx context.Context, id int64) bool {
+	t, err := e.st.Ticket(ctx, id)
+	return err == nil && t.Invariant == store.ManualInvariant
 }
 
 // failedChecks lists the failed preconditions of a dry run, or its message

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -231,6 +232,9 @@ func (e *Executor) Run(ctx context.Context) error {
 	if _, err := e.Recover(ctx); err != nil {
 		return err
 	}
+	if err := e.requeueFollowUps(ctx); err != nil {
+		return err
+	}
 	e.log.Info("executor running", "poll_interval", e.poll, "timeout", e.timeout,
 		"concurrency", e.conc, "max_per_hour", e.maxPerHour)
 
@@ -245,6 +249,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	}()
 	ticker := time.NewTicker(e.poll)
 	defer ticker.Stop()
+	var reverting atomic.Bool // one goroutine carries out due reverts
 	var lastExpire time.Time
 	capLogged := false
 	for {
@@ -261,6 +266,14 @@ func (e *Executor) Run(ctx context.Context) error {
 			} else if n > 0 {
 				e.log.Info("proposals expired", "count", n)
 			}
+		}
+		if reverting.CompareAndSwap(false, true) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer reverting.Store(false)
+				e.followUps(ctx)
+			}()
 		}
 		// Claim as many as the free slots allow.
 		for len(sem) < cap(sem) && ctx.Err() == nil {

@@ -69,9 +69,6 @@ func (e *Executor) eligible(p action.Proposal, approvals []action.Record, ts tic
 	if p.ClusterID != cluster {
 		return tampered("action %d was made for PD cluster %q, this daemon acts on cluster %s", p.ID, p.ClusterID, cluster)
 	}
-	if ts == ticket.Resolved {
-		return fmt.Errorf("%w: its ticket %d is resolved", store.ErrClaimExpired, p.TicketID)
-	}
 	a, err := e.cat.Lookup(p.ActionType)
 	if err != nil {
 		return refuse("%v", err)
@@ -106,25 +103,28 @@ func (e *Executor) eligible(p action.Proposal, approvals []action.Record, ts tic
 			valid[strings.ToLower(r.ApprovedBy)] = true
 		}
 	}
+	// Tampering is reported before anything that would merely expire it.
+	if len(approvals) == 0 {
+		return tampered("no approval record in the audit trail: the status was changed without an approval")
+	}
+	if len(problems) > 0 && len(valid) < need {
+		return tampered("%d valid approval(s), %s-risk %s needs %d distinct approvers; %s", len(valid), a.Spec().Risk, p.ActionType, need, strings.Join(problems, "; "))
+	}
+	if ts == ticket.Resolved {
+		return fmt.Errorf("%w: its ticket %d is resolved", store.ErrClaimExpired, p.TicketID)
+	}
 	if len(valid) >= need {
 		return nil
 	}
 	if len(valid)+expired >= need && expired > 0 {
 		return fmt.Errorf("%w: the approval expired before the executor claimed it (approval-ttl %s)", store.ErrClaimExpired, e.ttl())
 	}
-	if len(approvals) == 0 {
-		return tampered("no approval record in the audit trail: the status was changed without an approval")
-	}
 	names := make([]string, 0, len(valid))
 	for n := range valid {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	msg := fmt.Sprintf("%d valid approval(s) (%s), %s-risk %s needs %d distinct approvers", len(valid), strings.Join(names, ", "), a.Spec().Risk, p.ActionType, need)
-	if len(problems) > 0 {
-		return tampered("%s; %s", msg, strings.Join(problems, "; "))
-	}
-	return refuse("%s", msg)
+	return refuse("%d valid approval(s) (%s), %s-risk %s needs %d distinct approvers", len(valid), strings.Join(names, ", "), a.Spec().Risk, p.ActionType, need)
 }
 
 func (e *Executor) ttl() time.Duration {

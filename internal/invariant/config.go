@@ -63,6 +63,7 @@ func Names() []string {
 		NameRegionNoLeader, NameRegionDownPeerUnrepaired, NameOperatorTimeouts,
 		NameRegionPendingPeerStuck, NameStoreOfflineBlocked, NameStoreDuplicateAddress,
 		NameStoreLeaderDrop, NameHostStoresFailing,
+		NameReplicationIsolationRisk,
 		NamePDUnreachable,
 	}
 }
@@ -251,6 +252,13 @@ func DefaultConfig() Config {
 			NameOperatorTimeouts:         0,
 			NameRegionPendingPeerStuck:   0,
 			NameStoreLeaderDrop:          0,
+			// PD already debounced these (issue 17): Disconnected is 20 s
+			// without a heartbeat, Down is max-store-down-time, and
+			// store_unhealthy waits unhealthy-after itself. A second `for`
+			// would only add latency over PD's floor.
+			NameStoreDisconnected: 0,
+			NameStoreUnhealthy:    0,
+			NameStoreDown:         0,
 		},
 		UnhealthyAfter:            DefaultUnhealthyAfter,
 		LowSpaceMinRegionCount:    DefaultLowSpaceMinRegionCount,
@@ -479,6 +487,7 @@ func Default(cfg Config) []Invariant {
 		&StoreLeaderDrop{base: b(NameStoreLeaderDrop), Ratio: c.LeaderDropRatio, MinLeaders: c.LeaderDropMinLeaders,
 			Hold: c.LeaderDropHold, h: hist},
 		&HostStoresFailing{base: b(NameHostStoresFailing), Label: c.HostLabel, MinStores: c.HostFailingMinStores, h: hist},
+		&ReplicationIsolationRisk{base: b(NameReplicationIsolationRisk)},
 	}
 	out := all[:0]
 	for _, inv := range all {

@@ -47,12 +47,17 @@ func (inv *RegionCheck) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) (
 		return nil, err
 	}
 	regions := s.Checks[inv.Check]
-	if len(regions) <= inv.MaxRegions {
+	// The count and per-store breakdown cover every region PD listed
+	// (tikv.CheckSummary, one streaming pass); samples come from the
+	// regions Collect kept.
+	sum := s.CheckSummaries[inv.Check]
+	count := s.CheckCount(inv.Check)
+	if count <= inv.MaxRegions {
 		return nil, nil
 	}
 	ev := map[string]any{
 		"pd_check":          inv.Check,
-		"region_count":      len(regions),
+		"region_count":      count,
 		"threshold":         inv.MaxRegions,
 		"sample_region_ids": sampleIDs(regions, inv.Samples),
 	}
@@ -69,7 +74,7 @@ func (inv *RegionCheck) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) (
 	detail := ""
 	switch inv.Check {
 	case checkMissPeer:
-		if len(regions) > pingcapMissPeerCritical {
+		if count > pingcapMissPeerCritical {
 			sev = ticket.Critical
 		}
 		ev["sample_peer_counts"] = peerCounts(regions, inv.Samples)
@@ -78,6 +83,14 @@ func (inv *RegionCheck) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) (
 	case checkDownPeer, checkPendingPeer:
 		byStore := map[uint64]int{}
 		maxDown := map[uint64]uint64{}
+		switch {
+		case sum != nil && inv.Check == checkDownPeer && sum.DownPeersByStore != nil:
+			byStore, maxDown = sum.DownPeersByStore, sum.MaxDownSecondsByStore
+			regions = nil
+		case sum != nil && inv.Check == checkPendingPeer && sum.PendingPeersByStore != nil:
+			byStore = sum.PendingPeersByStore
+			regions = nil
+		}
 		for i := range regions {
 			r := &regions[i]
 			if inv.Check == checkDownPeer {
@@ -119,7 +132,7 @@ func (inv *RegionCheck) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) (
 	return []Violation{{
 		Subject:  SubjectCluster,
 		Severity: sev,
-		Summary:  fmt.Sprintf("%d regions %s (> %d)%s", len(regions), what, inv.MaxRegions, detail),
+		Summary:  fmt.Sprintf("%d regions %s (> %d)%s", count, what, inv.MaxRegions, detail),
 		Evidence: ev,
 	}}, nil
 }

@@ -3,6 +3,7 @@ package invariant
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -169,6 +170,18 @@ func (inv *StoreCapacitySuspect) Eval(_ context.Context, s *tikv.Snapshot, now t
 	}
 	ref := refTime(s, now)
 	var out []Violation
+	// Non-Tombstone, non-zero capacities per engine (key: IsTiFlash), sorted.
+	engineCaps := map[bool][]uint64{}
+	for j := range s.Stores {
+		o := &s.Stores[j]
+		if o.Store.StateName == pd.StateTombstone || o.Status.Capacity == 0 {
+			continue
+		}
+		engineCaps[o.IsTiFlash()] = append(engineCaps[o.IsTiFlash()], uint64(o.Status.Capacity))
+	}
+	for k := range engineCaps {
+		slices.Sort(engineCaps[k])
+	}
 	for i := range s.Stores {
 		st := &s.Stores[i]
 		if st.Store.StateName == pd.StateTombstone || st.Store.StateName == pd.StateDown || lastHeartbeat(st).IsZero() {
@@ -191,18 +204,15 @@ func (inv *StoreCapacitySuspect) Eval(_ context.Context, s *tikv.Snapshot, now t
 			})
 			continue
 		}
-		var others []uint64
-		for j := range s.Stores {
-			o := &s.Stores[j]
-			if j == i || o.Store.StateName == pd.StateTombstone || o.IsTiFlash() != st.IsTiFlash() || o.Status.Capacity == 0 {
-				continue
-			}
-			others = append(others, uint64(o.Status.Capacity))
-		}
-		if len(others) == 0 {
+		// The median of the engine's other stores: the engine's sorted
+		// capacities without one occurrence of this store's (O(n log n)
+		// for the whole cluster instead of a sort per store).
+		caps := engineCaps[st.IsTiFlash()]
+		if len(caps) < 2 {
 			continue
 		}
-		med := median(others)
+		med := medianExcluding(caps, sort.Search(len(caps), func(k int) bool { return caps[k] >= capacity }))
+		others := caps[:len(caps)-1] // only its length is reported
 		if float64(capacity) >= inv.MinMedianRatio*med {
 			continue
 		}
@@ -223,12 +233,18 @@ func (inv *StoreCapacitySuspect) Eval(_ context.Context, s *tikv.Snapshot, now t
 	return out, nil
 }
 
-func median(v []uint64) float64 {
-	s := append([]uint64(nil), v...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	n := len(s)
-	if n%2 == 1 {
-		return float64(s[n/2])
+// medianExcluding is the median of sorted without its element at index
+// skip (0 <= skip < len(sorted), len(sorted) >= 2).
+func medianExcluding(sorted []uint64, skip int) float64 {
+	at := func(m int) float64 { // m-th element of the list without skip
+		if m >= skip {
+			m++
+		}
+		return float64(sorted[m])
 	}
-	return (float64(s[n/2-1]) + float64(s[n/2])) / 2
+	n := len(sorted) - 1
+	if n%2 == 1 {
+		return at(n / 2)
+	}
+	return (at(n/2-1) + at(n/2)) / 2
 }

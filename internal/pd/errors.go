@@ -48,6 +48,12 @@ var (
 	// answered 404 or a body that is not its JSON (an HTML page, another
 	// service's API).
 	ErrNotPD = errors.New("this is not PD")
+	// ErrNotAvailable means the PD version has no such endpoint: its
+	// router answered 404 "404 page not found" (gorilla/mux's default) for
+	// a GET route other than /stores, e.g. regions/check/oversized-region
+	// on PD 3.0, operators/records before PD 4.0. It is not a failed read:
+	// the fact does not exist on that version.
+	ErrNotAvailable = errors.New("endpoint not available on this PD version")
 )
 
 // APIError is a non-2xx answer from PD. PD renders most errors as a JSON
@@ -115,6 +121,8 @@ func classify(route string, e *APIError) error {
 		return fmt.Errorf("%w: %w", ErrNotPD, e)
 	case strings.HasPrefix(route, routeRegionsByStore) && e.Status == 404:
 		return fmt.Errorf("%w: %w", ErrStoreNotFound, e)
+	case e.Status == 404 && e.Method == "GET" && strings.Contains(msg, "404 page not found"):
+		return fmt.Errorf("%w: %w", ErrNotAvailable, e)
 	}
 	return e
 }

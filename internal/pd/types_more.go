@@ -33,6 +33,9 @@ type ReplicationConfig struct {
 	MaxReplicas          uint64 `json:"max-replicas"`
 	LocationLabels       string `json:"location-labels"`
 	EnablePlacementRules string `json:"enable-placement-rules"`
+	// IsolationLevel is the location label replicas must be isolated at
+	// ("zone"; empty = none). PD >= 4.0; absent before.
+	IsolationLevel string `json:"isolation-level,omitempty"`
 }
 
 // HotPeerStat is one hot peer in GET /pd/api/v1/hotspot/regions/{write,read}.

@@ -161,7 +161,9 @@ func bound(s string, max int) string {
 // CLI wraps its output streams in one, so no string from a model or from
 // PD can reach the terminal as an escape sequence, whatever command
 // prints it.
-type Writer struct{ W interface{ Write([]byte) (int, error) } }
+type Writer struct {
+	W interface{ Write([]byte) (int, error) }
+}
 
 // Write writes the cleaned p and reports len(p) on success.
 func (w Writer) Write(p []byte) (int, error) {

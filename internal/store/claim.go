@@ -253,7 +253,7 @@ WHERE ticket_id = ? AND status IN ('proposed', 'dry_run', 'approved') ORDER BY i
 		}
 		rec, err := s.appendRecord(ctx, tx, np, action.Record{
 			Event: action.EventExpiry, Success: false,
-			Message: "approval expired before execution, nothing sent to PD: " + why,
+			Message:   "approval expired before execution, nothing sent to PD: " + why,
 			StartedAt: now, FinishedAt: now,
 		}, now)
 		if err != nil {

@@ -26,11 +26,12 @@ var migrations = []migration{
 	{3, "approval integrity: cluster identity, bound approvals, refused status, authenticated records", schemaV3, true},
 	{4, "monitor memory: persisted alerts and histories, incident roots, diagnosis history", schemaV4, false},
 	{5, "notification outbox and deliveries, alerts received from Alertmanager", schemaV5, false},
+	{6, "scheduled reverts of temporary changes (action_followups)", schemaV6, false},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // schemaV1 follows the seed schema (../shared/seed/architecture.md) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed

@@ -142,7 +142,7 @@ func (s *Store) Sweep(ctx context.Context, evaluated []string, violated map[stri
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		resolved = resolved[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT id, key, status, cleared_at FROM tickets
-WHERE status <> 'resolved' AND invariant IN (SELECT value FROM json_each(?))
+WHERE status IN ('open', 'diagnosed') AND invariant IN (SELECT value FROM json_each(?))
 ORDER BY id`, string(names))
 		if err != nil {
 			return fmt.Errorf("list tickets: %w", err)

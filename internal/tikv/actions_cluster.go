@@ -58,13 +58,15 @@ func storeLimitParams() []action.Param {
 			Description: "add-peer (snapshots a store receives) or remove-peer (peers a store drops)"},
 		{Name: "rate", Type: action.ParamNumber, Required: true, Min: floatPtr(MinStoreLimit), Max: floatPtr(MaxStoreLimit),
 			Description: "operators per minute (PD default 15 for TiKV)"},
+		durationParam("the raised or lowered limit lasts; the executor then restores the previous rate by itself"),
 	}
 }
 
 type storeLimitParamsT struct {
-	StoreID uint64  `json:"store_id"`
-	Type    string  `json:"type"`
-	Rate    float64 `json:"rate"`
+	StoreID  uint64  `json:"store_id"`
+	Type     string  `json:"type"`
+	Rate     float64 `json:"rate"`
+	Duration string  `json:"duration,omitempty"`
 }
 
 func limitVerifier(c *pd.Client, ids []uint64, typ string, rate float64) func(context.Context) (verdict, error) {
@@ -100,6 +102,9 @@ func setStoreLimit() *pdAction {
 	}
 	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeLimitParamsT) (*plan, error) {
 		p := &plan{}
+		if _, ok := checkDuration(p, prm.Duration); !ok {
+			return p, nil
+		}
 		s, err := loadStore(ctx, c, p, prm.StoreID)
 		if err != nil || s == nil {
 			return p, err
@@ -135,8 +140,9 @@ func setStoreLimit() *pdAction {
 }
 
 type allLimitParams struct {
-	Type string  `json:"type"`
-	Rate float64 `json:"rate"`
+	Type     string  `json:"type"`
+	Rate     float64 `json:"rate"`
+	Duration string  `json:"duration,omitempty"`
 }
 
 func setAllStoresLimit() *pdAction {
@@ -151,6 +157,9 @@ func setAllStoresLimit() *pdAction {
 	}
 	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm allLimitParams) (*plan, error) {
 		p := &plan{}
+		if _, ok := checkDuration(p, prm.Duration); !ok {
+			return p, nil
+		}
 		limits, err := loadStoreLimits(ctx, c, p)
 		if err != nil || limits == nil {
 			return p, err

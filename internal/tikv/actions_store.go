@@ -234,20 +234,28 @@ func evictVerifier(c *pd.Client, id uint64, wantPresent bool) func(context.Conte
 	}
 }
 
+type evictParams struct {
+	StoreID  uint64 `json:"store_id"`
+	Duration string `json:"duration"`
+}
+
 func evictLeader() *pdAction {
 	spec := action.Spec{
 		Name: ActionEvictLeader,
 		Description: "Move every Raft leader off a store and keep them off (evict-leader-scheduler), the reversible maintenance drain " +
 			"used before restarting a TiKV; replicas stay where they are.",
-		Params:     []action.Param{idParam("store_id", "TiKV store to evict leaders from")},
+		Params:     []action.Param{idParam("store_id", "TiKV store to evict leaders from"), durationParam("the maintenance lasts; the executor then removes the eviction by itself")},
 		Risk:       action.RiskMedium,
 		Reversible: true,
 		Rollback:   "remove_evict_leader(store_id) (previous.evicting=false records that the store was not evicting before); a leftover evict-leader scheduler keeps the store leaderless forever, so always remove it after maintenance",
 		Targets:    []string{"store_id"},
 		Capacity:   true,
 	}
-	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm storeParams) (*plan, error) {
+	return typedAction(spec, func(ctx context.Context, c *pd.Client, prm evictParams) (*plan, error) {
 		p := &plan{}
+		if _, ok := checkDuration(p, prm.Duration); !ok {
+			return p, nil
+		}
 		s, err := loadStore(ctx, c, p, prm.StoreID)
 		if err != nil || s == nil {
 			return p, err
@@ -271,6 +279,43 @@ func evictLeader() *pdAction {
 			}
 		}
 		p.check("leaders_placeable", homes > 0, "%d other Up TiKV stores can take the leaders", homes)
+		// PD's evict-leader scheduler moves a leader only to a store that
+		// already holds a follower of the region (PD
+		// pkg/schedule/schedulers/evict_leader.go scheduleEvictLeaderOnce:
+		// candidates = GetFollowerStores(region), StoreStateFilter with
+		// TransferLeader). A region has max-replicas voters on distinct
+		// stores, so every region keeps a leader home only while fewer than
+		// max-replicas TiKV stores cannot hold leaders (under evict-leader,
+		// or not Up): that counts stores evicted by actions already
+		// executed (capacity serialisation makes them sequential).
+		rep, ok, err := loadReplication(ctx, c, p)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			unable := map[uint64]bool{prm.StoreID: true}
+			up := map[uint64]bool{}
+			for _, id := range availableTiKVStores(stores) {
+				up[id] = true
+			}
+			for i := range stores {
+				o := &stores[i]
+				if o.IsTiFlash() || o.Store.StateName == pd.StateTombstone {
+					continue
+				}
+				if set[o.Store.ID] || !up[o.Store.ID] {
+					unable[o.Store.ID] = true
+				}
+			}
+			ids := make([]uint64, 0, len(unable))
+			for id := range unable {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			p.check("leader_home_per_region", uint64(len(ids)) < rep.maxReplicas,
+				"TiKV stores unable to hold leaders after this eviction: %d %v (under evict-leader or not Up); with max-replicas %d a region whose voters all sit on them keeps no store to move its leader to (PD moves an evicted leader only to a follower's store)",
+				len(ids), ids, rep.maxReplicas)
+		}
 		if s.Status.LeaderCount > 0 {
 			p.warn("store %d holds %d leaders; they move to other stores over the next minutes", prm.StoreID, s.Status.LeaderCount)
 		}

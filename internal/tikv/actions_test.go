@@ -480,6 +480,19 @@ func TestActionsRealCluster(t *testing.T) {
 			return n == 0, fmt.Sprintf("%d leaders", n)
 		})
 		e.refused(ActionEvictLeader, params("store_id", target), "under evict-leader already: true")
+		// Issue 15: 4 stores, max-replicas 3. With target and a second store
+		// evicted, a third eviction still leaves one store for leaders
+		// (leaders_placeable) but regions whose three voters sit on the
+		// evicted stores would keep no leader home: refused.
+		var others []uint64
+		for _, id := range e.tc.Sim.StoreIDs() {
+			if id != target {
+				others = append(others, id)
+			}
+		}
+		e.execute(ActionEvictLeader, params("store_id", others[0]))
+		e.refused(ActionEvictLeader, params("store_id", others[1]), "TiKV stores unable to hold leaders after this eviction: 3")
+		e.execute(ActionRemoveEvictLeader, params("store_id", others[0]))
 		// PD would take a leader transfer to the evicting store and its
 		// scheduler move it away again: refused.
 		for _, id := range e.tc.Sim.RegionIDs() {

@@ -153,6 +153,7 @@ type step struct {
 type verdict struct {
 	done     bool   // the effect is visible
 	failed   bool   // the effect can no longer happen (operator timed out, ...)
+	running  bool   // PD's operator for it is still running (created or started)
 	msg      string // what was seen
 	observed map[string]any
 }
@@ -281,6 +282,11 @@ func (a *pdAction) Execute(ctx context.Context, raw json.RawMessage) (action.Out
 		out.Message = "verified: " + v.msg
 	case v.failed:
 		out.Message = "failed: " + v.msg
+	case v.running:
+		// PD's operator has not finished: undecided, not failed (PD's admin
+		// operators may run up to 10 minutes a step).
+		out.Running = true
+		out.Message = "still running at the execution deadline: " + v.msg
 	default:
 		msg := v.msg
 		if err != nil {

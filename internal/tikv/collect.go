@@ -77,7 +77,9 @@ const StoreRegionsReadLimit = 1000
 // list of each Offline store with at most StoreRegionsReadLimit regions,
 // and the removal progress of each Offline store) is read in parallel, at most
 // four requests at a time; one that fails is recorded in Snapshot.Errors
-// and its field left zero. Snapshot.Time is PD's Date header of GET /stores
+// and its field left zero. One the PD version does not have (404 "page not
+// found", pd.ErrNotAvailable: e.g. regions/check/oversized-region on PD
+// 3.0) is recorded in Snapshot.Unavailable instead: not a failure. Snapshot.Time is PD's Date header of GET /stores
 // (the local clock if PD sent none). It never lists all regions.
 func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 	stores, now, err := c.StoresWithTime(ctx)
@@ -88,14 +90,19 @@ func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 		now = time.Now()
 	}
 	s := &Snapshot{
-		Time:     now,
-		Stores:   stores,
-		Checks:   make(map[string][]pd.Region, len(CollectChecks)),
-		Progress: map[uint64]pd.StoreProgress{},
-		Errors:   map[string]error{},
+		Time:   now,
+		Stores: stores,
+		Checks: make(map[string][]pd.Region, len(CollectChecks)),
+
+		CheckSummaries: make(map[string]*CheckSummary, len(CollectChecks)),
+		Progress:       map[uint64]pd.StoreProgress{},
+		Errors:         map[string]error{},
+
+		Unavailable: map[string]bool{},
 
 		StoreRegions: map[uint64][]pd.Region{},
 	}
+	s.IndexStores()
 	var mu sync.Mutex
 	sem := make(chan struct{}, collectParallelism)
 	var wg sync.WaitGroup
@@ -114,7 +121,11 @@ func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 			defer func() { <-sem }()
 			if err := f(ctx); err != nil {
 				mu.Lock()
-				s.Errors[source] = err
+				if errors.Is(err, pd.ErrNotAvailable) {
+					s.Unavailable[source] = true
+				} else {
+					s.Errors[source] = err
+				}
 				mu.Unlock()
 			}
 		}()
@@ -140,10 +151,11 @@ func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 	})
 	for _, name := range CollectChecks {
 		run(SourceCheck(name), func(ctx context.Context) error {
-			regions, err := c.CheckRegions(ctx, name)
+			regions, sum, err := streamCheck(ctx, c, name, CheckKeepRegions)
 			if err == nil {
 				mu.Lock()
 				s.Checks[name] = regions
+				s.CheckSummaries[name] = sum
 				mu.Unlock()
 			}
 			return err

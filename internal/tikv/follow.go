@@ -141,9 +141,10 @@ func operatorVerifier(c *pd.Client, f Follow) func(context.Context) (verdict, er
 			status = "not listed"
 		}
 		v := verdict{
-			done:   r.Done,
-			failed: r.Failed,
-			msg:    fmt.Sprintf("operator %s; %s", status, r.Detail),
+			done:    r.Done,
+			failed:  r.Failed,
+			running: !r.Done && !r.Failed && (r.Status == pd.OperatorRunning || r.Status == pd.OperatorCreated),
+			msg:     fmt.Sprintf("operator %s; %s", status, r.Detail),
 			observed: map[string]any{
 				"operator_status": status,
 				"region":          regionSummary(r.Region),

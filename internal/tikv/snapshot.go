@@ -39,8 +39,14 @@ type Snapshot struct {
 	Tombstones  []pd.StoreInfo
 	Schedule    pd.ScheduleConfig
 	Replication pd.ReplicationConfig
-	// Checks maps a check name (CheckMissPeer, ...) to the regions PD flags.
+	// Checks maps a check name (CheckMissPeer, ...) to the regions PD
+	// flags; Collect streams each list and keeps at most CheckKeepRegions
+	// (lowest ids, leaderless first), in ascending id order.
 	Checks map[string][]pd.Region
+	// CheckSummaries maps a check name to the count and per-store
+	// breakdown over every region PD listed (one streaming pass); nil in
+	// hand-built snapshots: use CheckCount.
+	CheckSummaries map[string]*CheckSummary
 	// HotWrite is GET /hotspot/regions/write.
 	HotWrite pd.HotRegions
 	// HotStores is GET /hotspot/stores.
@@ -75,10 +81,34 @@ type Snapshot struct {
 	StoreRegions map[uint64][]pd.Region
 	// Errors records sources that could not be read, by source name.
 	Errors map[string]error
+	// Unavailable records sources the PD version does not offer (its
+	// router answered 404 "page not found", pd.ErrNotAvailable), by source
+	// name: not failures; their fields stay zero. Nil in hand-built
+	// snapshots.
+	Unavailable map[string]bool
+
+	storeIdx map[uint64]int // store id -> index in Stores (IndexStores)
 }
 
-// Store returns the store with the given id from Stores, if present.
+// IndexStores builds the id index Store uses (Collect calls it); call it
+// again after changing Stores. Without it Store scans Stores.
+func (s *Snapshot) IndexStores() {
+	s.storeIdx = make(map[uint64]int, len(s.Stores))
+	for i := range s.Stores {
+		s.storeIdx[s.Stores[i].Store.ID] = i
+	}
+}
+
+// Store returns the store with the given id from Stores, if present: O(1)
+// through the index IndexStores built (verified against Stores, so a stale
+// index is never wrong), else a scan of Stores.
 func (s *Snapshot) Store(id uint64) (*pd.StoreInfo, bool) {
+	if i, ok := s.storeIdx[id]; ok && i < len(s.Stores) && s.Stores[i].Store.ID == id {
+		return &s.Stores[i], true
+	}
+	if s.storeIdx != nil && len(s.storeIdx) == len(s.Stores) {
+		return nil, false
+	}
 	for i := range s.Stores {
 		if s.Stores[i].Store.ID == id {
 			return &s.Stores[i], true

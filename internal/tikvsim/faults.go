@@ -290,3 +290,22 @@ func (s *Sim) MoveLeaders(storeID uint64) (int, error) {
 	s.kickPump()
 	return moved, nil
 }
+
+// SetApplyDelay makes storeID a slow store: every command PD sends for a
+// region whose leader is on it (transfer leader, conf change, split,
+// merge) is carried out d after it arrives instead of at once, so PD's
+// operator stays RUNNING that long. 0 restores TiKV's immediate apply.
+// Errors: ErrStoreNotFound; ErrInvalidArgument for a negative d.
+func (s *Sim) SetApplyDelay(storeID uint64, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%w: apply delay %s", ErrInvalidArgument, d)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.storeLocked(storeID)
+	if err != nil {
+		return err
+	}
+	st.applyDelay = d
+	return nil
+}

@@ -30,6 +30,7 @@ type region struct {
 	lastHB    time.Time // last heartbeat queued for sending
 	sent      bool      // heartbeated at least once
 	splitting bool      // a split is being asked for
+	delaying  bool      // a command waits for its leader store's apply delay
 }
 
 func (r *region) id() uint64 { return r.meta.GetId() }

@@ -56,6 +56,9 @@ type store struct {
 	available *uint64 // override of capacity - used, bytes
 	slowScore uint64
 	busy      bool
+	// applyDelay postpones every PD command a region led by this store
+	// receives (SetApplyDelay); 0 applies at once, as TiKV does.
+	applyDelay time.Duration
 
 	lastHB    time.Time // last successful store heartbeat
 	lastHBErr string
@@ -551,11 +554,39 @@ func (s *Sim) notePDOK() {
 // handleResponse carries out a command PD sent on storeID's stream. It is
 // ignored unless the region's epoch and leader still match (notes facts 5, 6).
 func (s *Sim) handleResponse(ctx context.Context, storeID uint64, resp *pdpb.RegionHeartbeatResponse) {
+	s.handleResponseAfter(ctx, storeID, resp, false)
+}
+
+// handleResponseAfter is handleResponse; delayed marks a command that
+// already waited for the store's apply delay.
+func (s *Sim) handleResponseAfter(ctx context.Context, storeID uint64, resp *pdpb.RegionHeartbeatResponse, delayed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stores[storeID]
 	r := s.regions[resp.GetRegionId()]
 	if s.closed || st == nil || !st.alive() || r == nil || r.splitting {
+		return
+	}
+	if delayed {
+		r.delaying = false
+	} else if st.applyDelay > 0 {
+		// A slow store: PD's command is carried out after the delay (one
+		// at a time per region; PD repeats it on every heartbeat meanwhile).
+		if r.delaying {
+			return
+		}
+		r.delaying = true
+		d := st.applyDelay
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			s.handleResponseAfter(ctx, storeID, resp, true)
+		}()
 		return
 	}
 	if !epochEqual(r.meta.GetRegionEpoch(), resp.GetRegionEpoch()) {

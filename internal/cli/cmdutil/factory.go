@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/api"
 	"github.com/tikvops/operator/internal/cli/iostreams"
 	"github.com/tikvops/operator/internal/config"
-	"github.com/tikvops/operator/internal/api"
 	"github.com/tikvops/operator/internal/daemon"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/store"

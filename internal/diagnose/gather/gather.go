@@ -76,6 +76,13 @@ type Options struct {
 	MaxStoreRegions int
 	// PromTimeout bounds each Prometheus query (DefaultPromTimeout).
 	PromTimeout time.Duration
+	// Snapshot, when not nil, returns the snapshot the monitor's last
+	// cycle collected, or nil when there is none recent enough: Gather
+	// then uses it (read-only, shared) instead of reading the whole
+	// cluster again for every ticket (issue 17); its own targeted reads
+	// (the ticket's regions, a store's region list, operators) still go to
+	// PD. Nil means every Gather collects a fresh snapshot.
+	Snapshot func(ctx context.Context) *tikv.Snapshot
 	// Now is the clock used when PD's clock is unknown; time.Now when nil.
 	Now func() time.Time
 	// Logger: slog.Default() when nil.
@@ -137,7 +144,14 @@ var pdTickets = map[string]bool{
 // nothing that depends on a missing read, and a model is told what could
 // not be read. A region that no longer exists (merged) is skipped.
 func (g *Gatherer) Gather(ctx context.Context, t ticket.Ticket) (*diagnose.Context, error) {
-	snap, err := tikv.Collect(ctx, g.pd)
+	var snap *tikv.Snapshot
+	if g.opts.Snapshot != nil {
+		snap = g.opts.Snapshot(ctx)
+	}
+	var err error
+	if snap == nil {
+		snap, err = tikv.Collect(ctx, g.pd)
+	}
 	if err != nil {
 		if pdTickets[t.Invariant] && ctx.Err() == nil {
 			return g.pdOnly(ctx, t, err), nil

@@ -70,6 +70,8 @@ var families = map[string]family{
 	invariant.NameStoreDuplicateAddress:    {storeDuplicateAddress, nil},
 	invariant.NameStoreLeaderDrop:          {storeLeaderDrop, nil},
 	invariant.NameHostStoresFailing:        {hostStoresFailing, nil},
+	// A topology decision: page (issue 11, isolation-level).
+	invariant.NameReplicationIsolationRisk: {replicationIsolationRisk, nil},
 }
 
 // Allowed returns the action types a diagnosis of a ticket of invariant

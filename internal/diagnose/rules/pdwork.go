@@ -279,3 +279,23 @@ func hostStoresFailing(f *facts) *diagnose.Diagnosis {
 	d.NoActionReason = page("look at host %s itself (dmesg, disks, NIC, power) rather than at each store", host)
 	return d
 }
+
+// replicationIsolationRisk pages: adding a failure domain or changing
+// labels is a human's topology decision.
+func replicationIsolationRisk(f *facts) *diagnose.Diagnosis {
+	d := &diagnose.Diagnosis{
+		Summary:    "one failure domain can hold a quorum of replicas",
+		Confidence: diagnose.ConfidenceHigh,
+		RootCause:  "The stores' location labels give fewer failure domains than max-replicas needs: PD places several replicas of a region in one domain (zone/host), so that domain's failure loses the region's Raft quorum (PD docs: schedule replicas by topology labels; isolation-level).",
+		Risks:      []string{"A single zone or host failure makes the affected regions unavailable until it returns."},
+	}
+	var reasons []string
+	if raw, ok := f.ev["reasons"]; ok {
+		_ = json.Unmarshal(raw, &reasons)
+	}
+	for _, r := range reasons {
+		d.Evidence = append(d.Evidence, clipText(r, 300))
+	}
+	d.NoActionReason = page("add stores in another failure domain (a third zone for 3 replicas) or change the topology labels / isolation-level deliberately; no PD action fixes the topology")
+	return d
+}

@@ -358,4 +358,3 @@ func shortHash(h string) string {
 	}
 	return h
 }
-

@@ -37,6 +37,9 @@ type ListOptions struct {
 	Watch cmdutil.WatchFlags
 	// Title is the command line shown in --watch's header.
 	Title string
+	// Scheduled lists the scheduled reverts of temporary changes instead
+	// (status scheduled or running): what will revert and when.
+	Scheduled bool
 	// After is time.After (tests replace it).
 	After func(time.Duration) <-chan time.Time
 }
@@ -52,7 +55,8 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
   operator actions list --status proposed
   operator actions list --ticket 3 -o json
   operator actions list --status pending --watch   # refresh every 2s until Ctrl-C
-  operator actions list --wide                     # every column in full`,
+  operator actions list --wide                     # every column in full
+  operator actions list --scheduled                # temporary changes: what reverts when`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Format = f.Format()
@@ -78,6 +82,7 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 		"only actions in these statuses: proposed, dry_run, approved, rejected, executing, completed, failed, expired, pending (proposed+dry_run)")
 	cmd.Flags().Int64Var(&opts.TicketID, "ticket", 0, "only the actions proposed for this ticket")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many actions (0: all)")
+	cmd.Flags().BoolVar(&opts.Scheduled, "scheduled", false, "list the scheduled reverts of temporary changes (what will revert and when) instead")
 	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
 	cmdutil.AddWatchFlags(cmd, &opts.Watch)
 	return cmd
@@ -127,6 +132,9 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 		return err
 	}
 	defer st.Close()
+	if opts.Scheduled {
+		return listScheduled(ctx, opts, st)
+	}
 	ps, err := st.Proposals(ctx, store.ProposalFilter{Statuses: opts.Statuses, TicketID: opts.TicketID, Limit: opts.Limit})
 	if err != nil {
 		return err
@@ -154,6 +162,36 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 		}
 		tw.Row(strconv.FormatInt(p.ID, 10), "#"+strconv.FormatInt(p.TicketID, 10), string(p.Status), p.ActionType,
 			cmdutil.CompactJSON(p.Params), string(p.Urgency), cmdutil.Ago(p.ProposedAt, now), p.ProposedBy, decided)
+	}
+	return tw.Flush()
+}
+
+// listScheduled prints the scheduled reverts (store.FollowUps in status
+// scheduled or running), soonest due first.
+func listScheduled(ctx context.Context, opts *ListOptions, st *store.Store) error {
+	fs, err := st.FollowUps(ctx, store.FollowUpFilter{Statuses: []store.FollowUpStatus{store.FollowUpScheduled, store.FollowUpRunning}, ProposalID: 0})
+	if err != nil {
+		return err
+	}
+	if opts.Format == cmdutil.FormatJSON {
+		if fs == nil {
+			fs = []store.FollowUp{}
+		}
+		return cmdutil.PrintJSON(opts.IO.Out, fs)
+	}
+	if len(fs) == 0 {
+		fmt.Fprintln(opts.IO.ErrOut, "no scheduled reverts")
+		return nil
+	}
+	now := opts.Now()
+	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, "REVERT", "ACTION", "STATUS", "REVERT ACTION", "PARAMS", "DUE", "IN", "ONLY IF PD SHOWS")
+	for _, f := range fs {
+		in := f.DueAt.Sub(now).Round(time.Second).String()
+		if !f.DueAt.After(now) {
+			in = "due"
+		}
+		tw.Row(strconv.FormatInt(f.ID, 10), "#"+strconv.FormatInt(f.ProposalID, 10), string(f.Status), f.ActionType,
+			cmdutil.CompactJSON(f.Params), f.DueAt.UTC().Format(time.RFC3339), in, cmdutil.CompactJSON(f.Expect))
 	}
 	return tw.Flush()
 }
