@@ -28,6 +28,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "==> systemd not installable here: the unit check will be skipped"
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing chromium (Debian package) for the web console's browser tests"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 echo "==> building pd-server (cached after the first time)"
 PD_SERVER_BIN=$(./scripts/build-pd.sh)
 export PD_SERVER_BIN

@@ -415,14 +415,14 @@ func (s *Server) actionView(ctx context.Context, id int64, se *session) (actionV
 	}
 	switch {
 	case exec != nil:
-		v.Requests, v.ReqFrom = requestsOf(exec.Requests), "sent by the execution"
-		v.Diff, v.DiffFrom = diffStates(exec.StateBefore, exec.StateAfter), "captured by the execution"
+		v.Requests, v.ReqFrom = requestsOf(exec.Requests), "Sent by the execution"
+		v.Diff, v.DiffFrom = diffStates(exec.StateBefore, exec.StateAfter), "Captured by the execution"
 	case v.Dry != nil:
-		v.Requests, v.ReqFrom = v.Dry.Result.Requests, "the dry run: what an execution would send"
-		v.Diff, v.DiffFrom = diffStates(v.Dry.Record.StateBefore, nil), "captured by the dry run (not executed yet)"
+		v.Requests, v.ReqFrom = v.Dry.Result.Requests, "From the dry run: what an execution would send"
+		v.Diff, v.DiffFrom = diffStates(v.Dry.Record.StateBefore, nil), "Captured by the dry run (not executed yet)"
 	case v.LastDry != nil:
-		v.Requests, v.ReqFrom = requestsOf(v.LastDry.Requests), "the latest dry run: what an execution would send"
-		v.Diff, v.DiffFrom = diffStates(v.LastDry.StateBefore, nil), "captured by the latest dry run (not executed yet)"
+		v.Requests, v.ReqFrom = requestsOf(v.LastDry.Requests), "From the latest dry run: what an execution would send"
+		v.Diff, v.DiffFrom = diffStates(v.LastDry.StateBefore, nil), "Captured by the latest dry run (not executed yet)"
 	}
 	for i := range v.Requests {
 		v.Requests[i].Path = safetext.Line(v.Requests[i].Path, 2000)

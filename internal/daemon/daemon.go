@@ -196,12 +196,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Registerer:     reg,
 	})
 
-	// The database belongs to one PD cluster: bind it (or refuse another
-	// cluster's) before anything reads PD into it. (The PD client reports
-	// to the monitor's metrics, so this comes after monitor.New.)
-	if err := bindCluster(ctx, pdc, st, log); err != nil && errors.Is(err, store.ErrWrongCluster) {
-		return err
-	}
+	// The database belongs to one PD cluster: the monitor's first cycle
+	// binds it (or refuses another cluster's, which stops the daemon with
+	// store.ErrWrongCluster) before it writes anything from PD; the
+	// executor claims nothing until then. Doing it there, not here, keeps
+	// /healthz answering while PD hangs at start.
 
 	catalog := tikv.NewCatalog(pdc, tikv.WithLogger(log.With("component", "action")), tikv.WithVerifyTimeout(cfg.Actions.ExecutionTimeout.Duration))
 	var prom *tikv.Prom

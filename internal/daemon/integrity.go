@@ -21,31 +21,10 @@ import (
 	"github.com/tikvops/operator/internal/store"
 )
 
-// bindStartTimeout bounds the first attempt to read PD's cluster id at
-// start; when PD does not answer, binding is retried by every monitor
-// cycle and nothing executes until it succeeds.
-const bindStartTimeout = 5 * time.Second
-
-// bindCluster reads PD's cluster id (GET /pd/api/v1/cluster) and binds the
-// database to it (store.BindCluster). A database of another cluster is
-// store.ErrWrongCluster.
-func bindCluster(ctx context.Context, pdc *pd.Client, st *store.Store, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, bindStartTimeout)
-	defer cancel()
-	id, err := pdc.ClusterID(ctx)
-	if err != nil {
-		log.Warn("PD's cluster id could not be read yet; nothing executes until it is", "err", err)
-		return err
-	}
-	if err := st.BindCluster(ctx, id, "", time.Now()); err != nil {
-		return err
-	}
-	log.Info("database bound to PD cluster", "cluster_id", id)
-	return nil
-}
-
-// clusterGate binds the cluster from the monitor's first successful cycle
-// when PD was unreachable at start.
+// clusterGate binds the database to PD's cluster id (GET
+// /pd/api/v1/cluster; store.BindCluster) in the monitor's first successful
+// cycle, before the cycle writes anything; until then the executor claims
+// nothing. A database of another cluster stops the daemon (onWrong).
 type clusterGate struct {
 	mu sync.Mutex
 	// onWrong is called with store.ErrWrongCluster: the daemon stops.

@@ -565,7 +565,11 @@ sha256 = %q
 		http.NotFound(w, r)
 	}))
 	defer other.Close()
-	r := e.op("run", "--pd", other.URL, "--listen", "")
+	otherCfg := filepath.Join(e.dir, "other.toml")
+	if err := os.WriteFile(otherCfg, []byte(fmt.Sprintf("[database]\npath = %q\n[server]\nlisten = \"\"\nsocket = \"-\"\n", e.db)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.op("run", "--config", otherCfg, "--pd", other.URL)
 	if r.code != 11 || !strings.Contains(r.errOut, "another cluster") {
 		t.Errorf("daemon on another cluster's PD: %s", r)
 	}

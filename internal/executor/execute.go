@@ -145,6 +145,10 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 			msg = "execution failed"
 		}
 		finish(action.Failed, resultUnknown, fmt.Sprintf("outcome unknown: %s: %v", msg, xerr), detail)
+	case out.Running:
+		// Still running when PD's longest step timeout passed, or when the
+		// daemon stopped: PD decides; nothing to re-diagnose yet.
+		finish(action.Failed, resultUnknown, "outcome unknown: PD's operator was still running when the executor stopped following it: "+out.Message, detail)
 	case out.Success:
 		var note string
 		reverts, note = e.scheduleReverts(a, p, out)
@@ -275,7 +279,9 @@ func (e *Executor) followRunning(ctx context.Context, a action.Action, p action.
 		"execution_timeout", e.timeout, "max_follow", MaxOperatorFollow)
 	e.m.executions.WithLabelValues(p.ActionType, "still_running").Inc()
 	fctx, cancel := context.WithTimeout(ctx, MaxOperatorFollow)
+	stop := context.AfterFunc(e.runCtx(), cancel) // a shutdown stops following
 	res, err := f.Follow(fctx, p.Params, out)
+	stop()
 	cancel()
 	if err != nil {
 		log.Warn("could not follow PD's operator", "err", err)

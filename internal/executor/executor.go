@@ -163,6 +163,17 @@ type Executor struct {
 	crash      *Crasher
 
 	wake chan struct{}
+	// running is Run's context (nil before Run): executions detach from it
+	// but stop following a slow PD operator when it ends.
+	running atomic.Pointer[context.Context]
+}
+
+// runCtx returns Run's context, or a context that never ends outside Run.
+func (e *Executor) runCtx() context.Context {
+	if p := e.running.Load(); p != nil {
+		return *p
+	}
+	return context.Background()
 }
 
 // New returns an executor. It does no I/O. A nil Store or Catalog is a
@@ -235,6 +246,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	if err := e.requeueFollowUps(ctx); err != nil {
 		return err
 	}
+	e.running.Store(&ctx)
 	e.log.Info("executor running", "poll_interval", e.poll, "timeout", e.timeout,
 		"concurrency", e.conc, "max_per_hour", e.maxPerHour)
 

@@ -36,7 +36,9 @@ func (a *pdAction) Follow(ctx context.Context, _ json.RawMessage, out action.Out
 	if err != nil || obs.Region == nil || obs.Region.ID == 0 || obs.Operator == "" {
 		return out, fmt.Errorf("%s: the outcome names no PD operator to follow", a.spec.Name)
 	}
-	verify := operatorVerifier(a.c, Follow{RegionID: obs.Region.ID, Desc: obs.Operator})
+	// PD's description changes as the operator advances (currentStep,
+	// status): follow the operator kind ("admin-transfer-leader").
+	verify := operatorVerifier(a.c, Follow{RegionID: obs.Region.ID, Desc: firstWord(obs.Operator)})
 	cfg := *a.cfg
 	cfg.verifyTimeout = MaxOperatorFollow // ctx's deadline, when earlier, wins
 	fa := &pdAction{spec: a.spec, c: a.c, cfg: &cfg}
