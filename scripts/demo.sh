@@ -150,6 +150,14 @@ start() {
 	note "cluster a scheduler left paused after maintenance is exactly how such a skew persists. The diagnosis"
 	note "finds the cause and proposes resume_scheduler; once approved, PD evens the leaders out itself."
 
+	# The web console (docs/console.md) with a demo approver token: only its
+	# SHA-256 goes into the configuration; the secret is printed at the end.
+	local token_json console_token console_sha
+	token_json="$(bin/operator -o json auth token demo --role approver)"
+	console_token="$(printf '%s\n' "$token_json" | grep -o '"token": *"[^"]*"' | cut -d'"' -f4)"
+	console_sha="$(printf '%s\n' "$token_json" | grep -o '"sha256": *"[^"]*"' | cut -d'"' -f4)"
+	[[ -n "$console_token" && -n "$console_sha" ]] || die "operator auth token printed no token: $token_json"
+
 	cat >"$demo/operator.toml" <<EOF
 # Written by scripts/demo.sh. Format: docs in README.md ("Configuration").
 [pd]
@@ -174,6 +182,14 @@ default-for = "0s"    # fire at once (default 1m, like PingCAP's alert rules)
 # one store: leaders 30/0/0. Once balance-leader runs again, PD evens them out
 # to within its own tolerance, well inside min-diff 12.
 leader-imbalance-min-diff = 12
+
+[console]
+enabled = true        # the web console at http://$listen/ui/ (docs/console.md)
+
+[[auth.tokens]]       # the demo's approver: its secret is printed at the end of scripts/demo.sh
+name = "demo"
+role = "approver"
+sha256 = "$console_sha"
 EOF
 
 	if [[ -n "${DEMO_EXTRA_CONFIG:-}" ]]; then
@@ -205,6 +221,7 @@ EOF
 export OPERATOR_CONFIG=$demo/operator.toml
 PD=$pd_url SIM=$ctl_url TICKET=$ticket_id ACTION=$action_id
 SKEW_STORE=${store_ids[0]} SPARE_STORE=$spare LISTEN=$listen
+CONSOLE_URL=http://$listen/ui/ CONSOLE_TOKEN=$console_token
 EOF
 
 	say "operator tickets list"
@@ -266,6 +283,13 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
   curl -s http://$listen/healthz; curl -s http://$listen/metrics | grep '^operator_' | grep -v _bucket
 
   scripts/demo.sh stop                             # stop everything (logs stay in demo/)
+EOF
+	cat <<EOF
+
+$(printf '\033[1m')==> Web console: http://$listen/ui/$(printf '\033[0m')
+    Log in with the demo approver token: $console_token
+    (also in demo/demo.env as CONSOLE_TOKEN): open the leader_imbalance ticket, its action,
+    Dry run, then Approve, and watch the status change live (docs/console.md).
 EOF
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -188,7 +189,7 @@ func (e *consoleEnv) proposal(ticketID, after int64) action.Proposal {
 func TestConsoleInBrowser(t *testing.T) {
 	bin := chromium(t)
 	ctx := context.Background()
-	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 1, SkewLeaders: true, StoreHeartbeat: time.Second, RegionHeartbeat: 2 * time.Second, StoreLabels: []map[string]string{{"zone": "z1"}, {"zone": "z2"}, {"zone": "z3"}}})
+	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 26, SkewLeaders: true, StoreHeartbeat: time.Second, RegionHeartbeat: 2 * time.Second, StoreLabels: []map[string]string{{"zone": "z1"}, {"zone": "z2"}, {"zone": "z3"}}})
 	// As scripts/demo.sh: pause balance-leader-scheduler, then put every
 	// leader back on the first store.
 	if err := c.PauseScheduler(ctx, "balance-leader-scheduler", time.Hour); err != nil {
@@ -223,7 +224,7 @@ prefix = "/ops/ui"
 approvals-required = { low = 2, medium = 2, high = 2 }
 [invariants]
 default-for = "0s"
-leader-imbalance-min-diff = 4
+leader-imbalance-min-diff = 12
 [[auth.tokens]]
 name = "tara"
 role = "approver"
@@ -340,8 +341,12 @@ sha256 = %q
 	e.waitJS(b, "rejected", textOf("#status")+` === "rejected" && `+textOf("#rejection")+`.includes("moving leaders by hand tonight")`, 20*time.Second)
 
 	// A new diagnosis brings a second proposal.
+	// (A ticket already back to open is diagnosed again anyway.)
 	if err := e.st.RequestRediagnosis(ctx, tk.ID, "console test: the first proposal was rejected", time.Now()); err != nil {
-		t.Fatal(err)
+		var te *ticket.ErrTransition
+		if !errors.As(err, &te) || te.From != ticket.Open {
+			t.Fatal(err)
+		}
 	}
 	p2 := e.proposal(tk.ID, p1.ID)
 	actionURL := fmt.Sprintf("%s/actions/%d", e.base, p2.ID)
@@ -448,6 +453,33 @@ sha256 = %q
 	default:
 		t.Fatalf("unexpected proposal %s", p2.ActionType)
 	}
+	// PD evens the leaders out itself: the invariant holds again (as
+	// scripts/demo.sh: 30 regions led 30/0/0, min-diff 12).
+	leaders := func() (lo, hi int) {
+		var out struct {
+			Stores []struct {
+				Status struct {
+					LeaderCount int `json:"leader_count"`
+				} `json:"status"`
+			} `json:"stores"`
+		}
+		if err := c.GetJSON(ctx, "/stores", &out); err != nil {
+			t.Fatal(err)
+		}
+		lo = 1 << 30
+		for _, s := range out.Stores {
+			lo, hi = min(lo, s.Status.LeaderCount), max(hi, s.Status.LeaderCount)
+		}
+		return lo, hi
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for lo, hi := leaders(); lo == 0 || hi-lo >= 12; lo, hi = leaders() {
+		if time.Now().After(deadline) {
+			t.Fatalf("leaders did not rebalance within 120s of the approval: min %d, max %d", lo, hi)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
 	// The action page: the execution's requests and the state diff; the
 	// audit records name both approvers.
 	e.do(b, "reload the action", chromedp.Navigate(actionURL), chromedp.WaitVisible(chromedp.CSS("#diff-stores")))
@@ -488,7 +520,6 @@ sha256 = %q
 		t.Errorf("the ticket page scrolls sideways on a phone: %d px wide", w)
 	}
 	e.screenshot(b, "ticket-phone")
-	_ = ticket.Resolved
 }
 
 func jsString(s string) string {

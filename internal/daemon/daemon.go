@@ -222,6 +222,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Sink:         storeSink{st},
 		ProposalTTL:  cfg.Actions.Expiry.Duration,
 		TicketBudget: cfg.Diagnosis.TokenBudget,
+		Rejected:     st.RejectedSinceAsked,
 		Logger:       log,
 		Allow:        Allowed(),
 		Fallback:     Fallback(cfg, log),

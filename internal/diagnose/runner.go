@@ -111,6 +111,11 @@ type Runner struct {
 	// leaving it undiagnosed; the diagnosis says so in FallbackFrom. The
 	// daemon sets the rules backend when Backend is a model.
 	Fallback Backend
+	// Rejected, when not nil, lists the ticket's proposals people rejected.
+	// A diagnosis never proposes again an action a person rejected on the
+	// same ticket (same type and params, action.ActionDigest): the
+	// proposal is dropped and the diagnosis says who rejected it and why.
+	Rejected func(ctx context.Context, ticketID int64) ([]action.Proposal, error)
 }
 
 // DefaultBackoff waits 1 minute after the first failure, doubling up to 1
@@ -273,6 +278,18 @@ func (r *Runner) save(ctx context.Context, log *slog.Logger, t ticket.Ticket, no
 		r.failed(ctx, log, t, now, WithSpent(fmt.Errorf("encode diagnosis: %w", err), d.Usage), st)
 		return
 	}
+	if d.ProposedAction != nil && r.Rejected != nil {
+		if p := r.rejectedBefore(ctx, log, t.ID, d.ProposedAction); p != nil {
+			d.RejectedAction, d.ProposedAction, d.DryRun = d.ProposedAction, nil, nil
+			d.NoActionReason = fmt.Sprintf("no action: %s %s was proposed before on this ticket and rejected by %s: %s; a human decides what to do instead",
+				p.ActionType, string(p.Params), p.RejectedBy, p.RejectionReason)
+			Sanitize(d)
+			if js, err = json.Marshal(d); err != nil {
+				r.failed(ctx, log, t, now, WithSpent(fmt.Errorf("encode diagnosis: %w", err), d.Usage), st)
+				return
+			}
+		}
+	}
 	res := Result{Diagnosis: d, Markdown: d.Markdown(), JSON: js, Proposal: d.Proposal(t.ID, now, ttl)}
 	id, err := r.Sink.SaveDiagnosis(ctx, t.ID, res, now)
 	var te *ticket.ErrTransition
@@ -378,4 +395,22 @@ func (r *Runner) Run(ctx context.Context, interval time.Duration) error {
 		case <-t.C:
 		}
 	}
+}
+
+// rejectedBefore returns the ticket's rejected proposal with the same type
+// and params as pa, or nil. A failed read keeps the proposal (the person
+// rejects it again; nothing executes without approval).
+func (r *Runner) rejectedBefore(ctx context.Context, log *slog.Logger, ticketID int64, pa *ProposedAction) *action.Proposal {
+	rejected, err := r.Rejected(ctx, ticketID)
+	if err != nil {
+		log.Warn("read rejected proposals", "err", err)
+		return nil
+	}
+	want := action.ActionDigest(pa.ActionType, pa.Params)
+	for i := range rejected {
+		if action.ActionDigest(rejected[i].ActionType, rejected[i].Params) == want {
+			return &rejected[i]
+		}
+	}
+	return nil
 }

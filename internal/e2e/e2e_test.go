@@ -472,6 +472,18 @@ sha256 = %q
 		t.Errorf("audit records of rejected action %s: %+v", id2, rejRecs)
 	}
 	e.must(0, []string{"audit trail OK: 4 records"}, "audit", "verify")
+	// The rejection is new evidence: the ticket is diagnosed again, and the
+	// rules do not propose the rejected action again.
+	e.eventually("the re-diagnosis after the rejection", 60*time.Second, func() bool {
+		var v struct {
+			Ticket ticket.Ticket `json:"ticket"`
+		}
+		e.jsonOf(&v, "tickets", "show", fmt.Sprint(p2.TicketID))
+		return v.Ticket.Status == ticket.Diagnosed && strings.Contains(v.Ticket.DiagnosisMarkdown, "rejected by")
+	})
+	if again, ok := e.pendingProposal(p2.ID); ok {
+		t.Errorf("the rejected action was proposed again: %+v", again)
+	}
 	var v2 struct {
 		Ticket ticket.Ticket `json:"ticket"`
 	}

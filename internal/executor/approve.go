@@ -177,6 +177,13 @@ func (e *Executor) RejectAs(ctx context.Context, id int64, who auth.Identity, d 
 		return p, err
 	}
 	e.log.Info("action rejected", "action_id", id, "action", p.ActionType, "by", who.Name, "role", who.Role, "reason", reason)
+	// A rejection is new evidence: the ticket is diagnosed again, and the
+	// diagnosis does not propose the rejected action again
+	// (diagnose.Runner.Rejected).
+	why := fmt.Sprintf("%saction %d (%s) rejected by %s: %s", store.RejectionReasonPrefix, id, p.ActionType, who.Name, reason)
+	if err := e.st.RequestRediagnosis(ctx, p.TicketID, why, e.now()); err != nil {
+		e.log.Debug("no re-diagnosis after the rejection", "ticket_id", p.TicketID, "err", err)
+	}
 	return p, nil
 }
 

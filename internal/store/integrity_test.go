@@ -281,3 +281,30 @@ func TestVerifyReportsForgedProposalRows(t *testing.T) {
 		})
 	}
 }
+
+func TestRejectedSinceAsked(t *testing.T) {
+	s, _, _ := keyed(t)
+	ctx := context.Background()
+	id := proposed(t, s, "store:1")
+	p, _ := s.Proposal(ctx, id)
+	if _, err := s.Reject(ctx, id, "bob", "not tonight", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestRediagnosis(ctx, p.TicketID, RejectionReasonPrefix+"action 1", t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RejectedSinceAsked(ctx, p.TicketID)
+	if err != nil || len(got) != 1 || got[0].ID != id {
+		t.Fatalf("after the rejection's own re-diagnosis: %+v %v", got, err)
+	}
+	// A person asks for a fresh look: the rejection no longer holds back.
+	if _, err := s.SaveDiagnosis(ctx, p.TicketID, DiagnosisInput{Markdown: "again", Backend: "rules"}, t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestRediagnosis(ctx, p.TicketID, "maintenance is over", t0.Add(4*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.RejectedSinceAsked(ctx, p.TicketID); len(got) != 0 {
+		t.Errorf("after a person's re-diagnosis request: %+v", got)
+	}
+}

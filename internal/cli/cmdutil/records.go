@@ -54,7 +54,7 @@ func RecordKind(r action.Record) string {
 	switch {
 	case r.DryRun || r.Event == action.EventDryRun:
 		return "dry-run"
-	case r.Event == action.EventApproval, r.Event == action.EventRejection:
+	case r.Event == action.EventApproval, r.Event == action.EventRejection, r.Event == action.EventRevert:
 		return r.Event
 	}
 	return "execution"

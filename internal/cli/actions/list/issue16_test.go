@@ -21,13 +21,13 @@ func TestListWideColourWatch(t *testing.T) {
 	}
 	full := out.String()
 	out.Reset()
-	opts.IO.Width = 60
+	opts.IO.Width = 80
 	if err := listRun(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		if n := len([]rune(l)); n > 60 {
-			t.Errorf("line of %d columns on a 60-column terminal: %q", n, l)
+		if n := len([]rune(l)); n > 80 {
+			t.Errorf("line of %d columns on an 80-column terminal: %q", n, l)
 		}
 	}
 	out.Reset()
