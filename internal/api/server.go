@@ -98,16 +98,16 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/whoami", s.authn(auth.Viewer, s.whoami))
 	mux.HandleFunc("GET /api/v1/tickets", s.authn(auth.Viewer, s.listTickets))
-	mux.HandleFunc("GET /api/v1/tickets/{id}", s.authn(auth.Viewer, s.getTicket))
+	mux.HandleFunc("GET /api/v1/tickets/{id}", s.authn(auth.Viewer, s.object(s.getTicket)))
 	mux.HandleFunc("GET /api/v1/actions", s.authn(auth.Viewer, s.listActions))
-	mux.HandleFunc("GET /api/v1/actions/{id}", s.authn(auth.Viewer, s.getAction))
-	mux.HandleFunc("POST /api/v1/actions/{id}/dry-run", s.authn(auth.Approver, s.dryRun))
-	mux.HandleFunc("POST /api/v1/actions/{id}/approve", s.authn(auth.Approver, s.approve))
-	mux.HandleFunc("POST /api/v1/actions/{id}/reject", s.authn(auth.Approver, s.reject))
+	mux.HandleFunc("GET /api/v1/actions/{id}", s.authn(auth.Viewer, s.object(s.getAction)))
+	mux.HandleFunc("POST /api/v1/actions/{id}/dry-run", s.authn(auth.Approver, s.object(s.dryRun)))
+	mux.HandleFunc("POST /api/v1/actions/{id}/approve", s.authn(auth.Approver, s.object(s.approve)))
+	mux.HandleFunc("POST /api/v1/actions/{id}/reject", s.authn(auth.Approver, s.object(s.reject)))
 	mux.HandleFunc("POST /api/v1/actions", s.authn(auth.Approver, s.propose))
 	mux.HandleFunc("GET /api/v1/reverts", s.authn(auth.Viewer, s.listReverts))
-	mux.HandleFunc("POST /api/v1/reverts/{id}/cancel", s.authn(auth.Approver, s.cancelRevert))
-	mux.HandleFunc("POST /api/v1/reverts/{id}/extend", s.authn(auth.Approver, s.extendRevert))
+	mux.HandleFunc("POST /api/v1/reverts/{id}/cancel", s.authn(auth.Approver, s.object(s.cancelRevert)))
+	mux.HandleFunc("POST /api/v1/reverts/{id}/extend", s.authn(auth.Approver, s.object(s.extendRevert)))
 	mux.HandleFunc("GET /api/v1/audit", s.authn(auth.Viewer, s.listAudit))
 	mux.HandleFunc("GET /api/v1/audit/verify", s.authn(auth.Viewer, s.verify))
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -174,6 +174,38 @@ func (s *Server) trustedProxy(remote string) bool {
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, id auth.Identity)
+
+// objectFunc handles a request about one object, the {id} of the path,
+// and returns the answer's body (200) or an error (badRequest: 400; others
+// through fail).
+type objectFunc func(r *http.Request, id int64, who auth.Identity) (any, error)
+
+// badRequest is an error answered 400 with its text.
+type badRequest string
+
+func (e badRequest) Error() string { return string(e) }
+
+// object adapts an objectFunc: it parses {id} (400 unless a positive
+// integer), calls fn and writes its body or its error.
+func (s *Server) object(fn objectFunc) handler {
+	return func(w http.ResponseWriter, r *http.Request, who auth.Identity) {
+		id, err := pathID(r)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+			return
+		}
+		v, err := fn(r, id, who)
+		var br badRequest
+		switch {
+		case errors.As(err, &br):
+			writeErr(w, http.StatusBadRequest, CodeBadRequest, br.Error())
+		case err != nil:
+			s.fail(w, err)
+		default:
+			writeJSON(w, http.StatusOK, v)
+		}
+	}
+}
 
 func (s *Server) authn(min auth.Role, h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -248,28 +280,20 @@ type TicketView struct {
 	Records []action.Record   `json:"records"`
 }
 
-func (s *Server) getTicket(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
+func (s *Server) getTicket(r *http.Request, id int64, _ auth.Identity) (any, error) {
 	t, err := s.o.Store.Ticket(r.Context(), id)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	ps, err := s.o.Store.Proposals(r.Context(), store.ProposalFilter{TicketID: id})
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	recs, err := s.o.Store.Records(r.Context(), store.RecordFilter{TicketID: id})
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, TicketView{Ticket: t, Actions: nonNil(ps), Records: nonNil(recs)})
+	return TicketView{Ticket: t, Actions: nonNil(ps), Records: nonNil(recs)}, nil
 }
 
 func (s *Server) listActions(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
@@ -314,18 +338,8 @@ func (s *Server) actionView(ctx context.Context, id int64) (ActionView, error) {
 	return v, nil
 }
 
-func (s *Server) getAction(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
-	v, err := s.actionView(r.Context(), id)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+func (s *Server) getAction(r *http.Request, id int64, _ auth.Identity) (any, error) {
+	return s.actionView(r.Context(), id)
 }
 
 // DecisionRequest is the body of POST .../approve and .../reject.
@@ -355,7 +369,7 @@ type ApproveResponse struct {
 func decode(r *http.Request, v any) error {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
-		return fmt.Errorf("read body: %w", err)
+		return badRequest("read body: " + err.Error())
 	}
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return nil
@@ -363,71 +377,45 @@ func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("body: %w", err)
+		return badRequest("body: " + err.Error())
 	}
 	return nil
 }
 
-func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, who auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
+func (s *Server) dryRun(r *http.Request, id int64, who auth.Identity) (any, error) {
 	res, rec, err := s.o.Executor.DryRunAs(r.Context(), id, who)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
 	p, err := s.o.Store.Proposal(r.Context(), id)
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, DryRunResponse{DryRun: res, Action: p, Record: rec})
+	return DryRunResponse{DryRun: res, Action: p, Record: rec}, nil
 }
 
-func (s *Server) approve(w http.ResponseWriter, r *http.Request, who auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
+func (s *Server) approve(r *http.Request, id int64, who auth.Identity) (any, error) {
 	var req DecisionRequest
 	if err := decode(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
+		return nil, err
 	}
 	p, res, err := s.o.Executor.ApproveAs(r.Context(), id, who, executor.Decision{OnBehalfOf: req.OnBehalfOf, EvidenceDigest: req.EvidenceDigest})
 	if err != nil {
-		s.fail(w, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, ApproveResponse{Action: p, Approvals: res.Approvals, Required: res.Required})
+	return ApproveResponse{Action: p, Approvals: res.Approvals, Required: res.Required}, nil
 }
 
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, who auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
+func (s *Server) reject(r *http.Request, id int64, who auth.Identity) (any, error) {
 	var req DecisionRequest
 	if err := decode(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
+		return nil, err
 	}
 	reason := safetext.Text(strings.TrimSpace(req.Reason), 1000)
 	if reason == "" {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, "a reason is required to reject")
-		return
+		return nil, badRequest("a reason is required to reject")
 	}
-	p, err := s.o.Executor.RejectAs(r.Context(), id, who, executor.Decision{OnBehalfOf: req.OnBehalfOf}, reason)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
+	return s.o.Executor.RejectAs(r.Context(), id, who, executor.Decision{OnBehalfOf: req.OnBehalfOf}, reason)
 }
 
 // ProposeRequest is the body of POST /api/v1/actions: a person proposes a
@@ -486,51 +474,27 @@ type RevertRequest struct {
 	By     string `json:"by,omitempty"`
 }
 
-func (s *Server) cancelRevert(w http.ResponseWriter, r *http.Request, who auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
+func (s *Server) cancelRevert(r *http.Request, id int64, who auth.Identity) (any, error) {
 	var req RevertRequest
 	if err := decode(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
+		return nil, err
 	}
 	if strings.TrimSpace(req.Reason) == "" {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, "a reason is required to cancel a scheduled revert")
-		return
+		return nil, badRequest("a reason is required to cancel a scheduled revert")
 	}
-	f, err := s.o.Executor.CancelRevertAs(r.Context(), id, who, req.Reason)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, f)
+	return s.o.Executor.CancelRevertAs(r.Context(), id, who, req.Reason)
 }
 
-func (s *Server) extendRevert(w http.ResponseWriter, r *http.Request, who auth.Identity) {
-	id, err := pathID(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
-	}
+func (s *Server) extendRevert(r *http.Request, id int64, who auth.Identity) (any, error) {
 	var req RevertRequest
 	if err := decode(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-		return
+		return nil, err
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(req.By))
 	if err != nil {
-		writeErr(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("by %q: want a Go duration such as 30m", safetext.Line(req.By, 64)))
-		return
+		return nil, badRequest(fmt.Sprintf("by %q: want a Go duration such as 30m", safetext.Line(req.By, 64)))
 	}
-	f, err := s.o.Executor.ExtendRevertAs(r.Context(), id, who, d)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, f)
+	return s.o.Executor.ExtendRevertAs(r.Context(), id, who, d)
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ auth.Identity) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tikvops/operator/internal/cli"
 	"github.com/tikvops/operator/internal/cli/clitest"
+	"github.com/tikvops/operator/internal/testcluster"
 )
 
 // silentPD accepts connections and never answers: a stuck PD, or a port
@@ -232,3 +233,22 @@ func TestAuditListHelpWording(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestCheckRealPD runs check against a real pd-server with simulated
+// stores: the fresh cluster passes with the default thresholds (exit 0,
+// "OK", every invariant evaluated); PD's answers are never "not PD" nor
+// "not evaluated".
+func TestCheckRealPD(t *testing.T) {
+	db, _ := clitest.DB(t)
+	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 6})
+	r := run(t, db, "check", "--pd", c.PDURL)
+	r.expect(t, cli.ExitOK, []string{"OK: ", "invariants hold on " + c.PDURL}, nil)
+	if r.errOut != "" {
+		t.Errorf("stderr: %s", r.errOut)
+	}
+	r = run(t, db, "check", "--pd", c.PDURL, "-o", "json")
+	r.expect(t, cli.ExitOK, []string{`"evaluated": [`, `"violations": []`}, nil)
+	if strings.Contains(r.out, `"errors"`) {
+		t.Errorf("invariants not evaluated on a real PD:\n%s", r.out)
+	}
+}

@@ -120,6 +120,9 @@ violated invariant, diagnoses it (built-in runbooks, or Claude / an
 OpenAI-compatible model), proposes a typed action, and executes it through
 PD only after a human approves it, writing a hash-chained audit trail.
 
+Terms: an "action" is what operator proposes and executes; a "PD operator" is
+PD's own scheduling task (pd-ctl operator show), which an action may create.
+
 Configuration: defaults < TOML file (--config, $OPERATOR_CONFIG) <
 environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 		SilenceUsage:  true,

@@ -184,6 +184,8 @@ type Config struct {
 	// webhook receiver (notify.go).
 	Notify   Notify   `toml:"notify" json:"notify"`
 	Alerting Alerting `toml:"alerting" json:"alerting"`
+	// HA configures several replicas with leader election (ha.go).
+	HA HA `toml:"ha" json:"ha"`
 	// Invariants holds the invariant thresholds and `for` durations
 	// ([invariants] in TOML, kebab-case keys; see invariant.Config).
 	Invariants invariant.Config `toml:"invariants" json:"invariants"`
@@ -210,6 +212,7 @@ func Default() Config {
 		},
 		Auth:       Auth{UnixDefaultRole: "viewer", ProxyTrusted: []string{"127.0.0.1/32", "::1/128"}},
 		Server:     Server{Listen: "127.0.0.1:9469"},
+		HA:         HA{LeaseTTL: Duration{DefaultHALeaseTTL}},
 		Invariants: DefaultInvariants(),
 	}
 }
@@ -463,6 +466,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Invariants.Validate(); err != nil {
 		return fmt.Errorf("config: invariants: %w", err)
+	}
+	if err := c.validateHA(); err != nil {
+		return err
 	}
 	return c.validateNotify()
 }

@@ -278,7 +278,8 @@ func recordSummary(rec action.Record) (kind, text string) {
 	case rec.Event == action.EventApproval:
 		return "approval", "approved by " + who + roleOf(rec)
 	case rec.Event == action.EventRejection:
-		return "rejection", "rejected by " + who + roleOf(rec) + ": " + rec.Message
+		// The store writes "rejected by NAME[ on behalf of X]: REASON".
+		return "rejection", rec.Message + roleOf(rec)
 	case rec.Event == action.EventDryRun || rec.DryRun:
 		return "dry_run", "dry run by " + who + roleOf(rec) + ": " + rec.Message
 	case rec.IsExecution():

@@ -81,6 +81,7 @@ type Daemon struct {
 	lastCollect atomic.Int64
 	ready       *readiness
 	extra       func(mux *http.ServeMux)
+	ha          *haState // nil without [ha] enabled
 }
 
 // New checks the configuration and returns a Daemon. It does no I/O.
@@ -228,6 +229,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Fallback:     Fallback(cfg, log),
 	}
 	reeval := NewReevaluator(collect, cfg.Invariants, time.Now)
+	var haSt *haState // [ha] enabled: several replicas, one leader (ha.go)
+	var fence func(context.Context) error
+	if cfg.HA.Enabled {
+		haSt = newHAState(reg)
+		fence = haSt.fence
+		d.ha = haSt
+	}
 	exec := executor.New(executor.Options{
 		Store:   st,
 		Catalog: catalog,
@@ -243,6 +251,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Logger:     log,
 		Registerer: reg,
 		Crash:      crash,
+		Fence:      fence,
 	})
 
 	var ln net.Listener
@@ -286,9 +295,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 			fail(part, run())
 		}()
 	}
-	goPart("monitor", func() error { return mon.Run(ctx) })
-	goPart("diagnosis", func() error { return runner.Run(ctx, DiagnoseInterval) })
-	goPart("executor", func() error { return exec.Run(ctx) })
+	parts := leaderParts{
+		"monitor":   mon.Run,
+		"diagnosis": func(ctx context.Context) error { return runner.Run(ctx, DiagnoseInterval) },
+		"executor":  exec.Run,
+	}
+	if haSt != nil {
+		// Only the elected leader runs them, with its term (ha.go).
+		goPart("leader election", func() error {
+			return runHA(ctx, cfg, pdc, st, &cluster, exec.Name(), haSt, parts, log)
+		})
+	} else {
+		for part, run := range parts {
+			goPart(part, func() error { return run(ctx) })
+		}
+	}
 	apiSrv, err := newAPI(cfg, st, exec, keyDir, d.opts.Version, log)
 	if err != nil {
 		return err

@@ -24,6 +24,10 @@ type Health struct {
 	LastCycle time.Time `json:"last_cycle,omitempty"`
 	// FailingInvariants names the invariants whose last evaluation failed.
 	FailingInvariants []string `json:"failing_invariants,omitempty"`
+	// Role is "leader" or "follower" with [ha] enabled (docs/ha.md), empty
+	// otherwise; Term is the leader's term (election revision in PD's etcd).
+	Role string `json:"role,omitempty"`
+	Term int64  `json:"term,omitempty"`
 }
 
 // handler serves /metrics from reg (a dedicated registry: no global state)
@@ -47,6 +51,9 @@ func (d *Daemon) handler(reg *prometheus.Registry, cfg config.Config, backend st
 			Database: cfg.Database.Path, Diagnosis: backend}
 		if s := d.health.Load(); s != nil {
 			h.LastCycle, h.FailingInvariants = s.LastCycle, s.FailingInvariants
+		}
+		if d.ha != nil {
+			h.Role, h.Term = d.ha.role()
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h)

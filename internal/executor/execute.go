@@ -107,6 +107,13 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 		}
 	}
 
+	// Several replicas: send only while this process still leads its term.
+	if e.fence != nil {
+		if err := e.fence(ctx); err != nil {
+			finish(action.Failed, resultRefused, fmt.Sprintf("refused, nothing sent to PD: %v", err), "")
+			return
+		}
+	}
 	e.crash.at(CrashBeforeRequest)
 	xctx, cancel := context.WithTimeout(ctx, e.timeout)
 	e.crash.arm()
@@ -185,6 +192,22 @@ func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Stat
 		cancel()
 		if err == nil {
 			log.Info("action finished", "status", to, "result", result, "record_id", stored.ID)
+			return
+		}
+		if errors.Is(err, store.ErrStaleTerm) {
+			// A newer leader exists (several replicas): it recovers this
+			// action as interrupted. What was really sent to PD is still
+			// appended to the audit trail, on its own (no status change).
+			log.Error("a newer leader exists; this deposed leader does not finish the action", "err", err)
+			if sent := len(rec.Requests) > 0 && string(rec.Requests) != "[]"; sent {
+				rec.ProposalID = p.ID
+				rec.Success = to == action.Completed
+				rec.FinishedAt = e.now()
+				rec.Message = fmt.Sprintf("late outcome from a deposed leader (%v): %s", err, rec.Message)
+				if _, err := e.st.AppendRecord(store.WithTerm(ctx, 0), rec); err != nil {
+					log.Error("append late record", "err", err)
+				}
+			}
 			return
 		}
 		var te *action.ErrTransition

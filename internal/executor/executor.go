@@ -140,6 +140,14 @@ type Options struct {
 	// Crash is fault injection for tests: it kills the process at one step
 	// of an execution (see CrashPoint). nil (production) injects nothing.
 	Crash *Crasher
+	// Fence, when not nil (several replicas, internal/ha), is asked right
+	// before every claim and right before an execution sends to PD whether
+	// this process may still act as the leader of the term Run's context
+	// carries (store.WithTerm); an error claims nothing, or ends the
+	// execution refused with nothing sent. With a term in Run's context,
+	// Recover goes by the claim's term instead of host:pid, and every store
+	// write of the executor is fenced by the term (store.ErrStaleTerm).
+	Fence func(ctx context.Context) error
 }
 
 // Executor claims approved proposals and executes them. Create it with
@@ -161,6 +169,7 @@ type Executor struct {
 	log        *slog.Logger
 	m          *metrics
 	crash      *Crasher
+	fence      func(ctx context.Context) error
 
 	wake chan struct{}
 	// running is Run's context (nil before Run): executions detach from it
@@ -183,7 +192,7 @@ func New(opts Options) *Executor {
 		st: opts.Store, cat: opts.Catalog, capture: opts.Capture, reevaluate: opts.Reevaluate, holds: opts.Holds,
 		name: opts.Name, poll: opts.PollInterval, timeout: opts.Timeout, conc: opts.Concurrency,
 		maxPerHour: opts.MaxPerHour, policy: opts.Policy, verifier: opts.Verifier, now: opts.Clock,
-		log: opts.Logger, crash: opts.Crash, wake: make(chan struct{}, 1),
+		log: opts.Logger, crash: opts.Crash, fence: opts.Fence, wake: make(chan struct{}, 1),
 	}
 	if e.name == "" {
 		e.name = DefaultName()
@@ -333,10 +342,17 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 }
 
-// claim takes the next approved proposal that may run now, or nil.
+// claim takes the next approved proposal that may run now, or nil. With a
+// Fence (HA), it claims nothing unless this process still leads the term
+// of ctx; the store refuses a stale term in the claim's transaction.
 func (e *Executor) claim(ctx context.Context) (*action.Proposal, error) {
+	if e.fence != nil {
+		if err := e.fence(ctx); err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+	}
 	now := e.now()
-	o := store.ClaimOptions{Conflicts: e.conflicts, Eligible: e.eligible}
+	o := store.ClaimOptions{Conflicts: e.conflicts, Eligible: e.eligible, Term: store.TermFrom(ctx)}
 	if e.maxPerHour > 0 {
 		o.Max, o.Since = e.maxPerHour, now.Add(-time.Hour)
 	}
@@ -370,6 +386,12 @@ func (e *Executor) poke() {
 // record (success=false, requests unknown, state_after = PD now). It
 // returns the finished proposals. A proposal claimed by another live
 // process on this host (another daemon) is left alone and logged.
+//
+// With a leader term in ctx (store.WithTerm; several replicas), it goes by
+// terms, not host:pid: a proposal claimed under an older term than ctx's
+// (or without one) was claimed by a previous leader and is finished as
+// interrupted whatever its executed_by says; one claimed under this term
+// is in flight here and left alone.
 func (e *Executor) Recover(ctx context.Context) ([]action.Proposal, error) {
 	if err := e.ready(); err != nil {
 		return nil, err
@@ -378,9 +400,26 @@ func (e *Executor) Recover(ctx context.Context) ([]action.Proposal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recover interrupted actions: %w", err)
 	}
+	term := store.TermFrom(ctx)
+	var terms map[int64]store.ProposalTerms
+	if term > 0 && len(stuck) > 0 {
+		ids := make([]int64, len(stuck))
+		for i, p := range stuck {
+			ids[i] = p.ID
+		}
+		if terms, err = e.st.Terms(ctx, ids...); err != nil {
+			return nil, fmt.Errorf("recover interrupted actions: %w", err)
+		}
+	}
 	var out []action.Proposal
 	for _, p := range stuck {
-		if p.ExecutedBy != e.name && processAlive(p.ExecutedBy) {
+		if term > 0 {
+			if claimed := terms[p.ID].Claim; claimed >= term {
+				e.log.Info("action executing under this leader's term; not recovering it",
+					"action_id", p.ID, "executed_by", p.ExecutedBy, "term", claimed)
+				continue
+			}
+		} else if p.ExecutedBy != e.name && processAlive(p.ExecutedBy) {
 			e.log.Warn("action executing in another live process; not recovering it",
 				"action_id", p.ID, "executed_by", p.ExecutedBy)
 			continue
@@ -401,6 +440,9 @@ func (e *Executor) recoverOne(ctx context.Context, p action.Proposal) (action.Pr
 		seen[0] += " at " + p.ExecutedAt.UTC().Format(time.RFC3339)
 	}
 	seen[0] += fmt.Sprintf(" and stopped before recording an outcome; found executing by %s at start and not re-run: check the cluster and decide", e.name)
+	if term := store.TermFrom(ctx); term > 0 { // HA: a previous leader claimed it
+		seen[0] += fmt.Sprintf(" (recovered by the leader of term %d)", term)
+	}
 	var state json.RawMessage
 	if e.capture != nil {
 		cctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)

@@ -74,7 +74,9 @@ func TestTemporaryEvictLeaderRevertsAfterRestart(t *testing.T) {
 	if done.Status != action.Completed {
 		t.Fatalf("evict_leader: %s %q", done.Status, done.Result)
 	}
-	t.Cleanup(func() { _ = h.pdc.RemoveScheduler(context.Background(), fmt.Sprintf("evict-leader-scheduler-%d", storeID)) })
+	t.Cleanup(func() {
+		_ = h.pdc.RemoveScheduler(context.Background(), fmt.Sprintf("evict-leader-scheduler-%d", storeID))
+	})
 	if !slices.Contains(evictingStores(t, h), storeID) {
 		t.Fatalf("store %d not under evict-leader in PD after the action", storeID)
 	}

@@ -44,13 +44,16 @@ type rig struct {
 }
 
 // realConfig is DefaultConfig with thresholds fit for a small simulated
-// cluster: a 1s pending duration (pending -> firing on the real loop),
-// PD's new-cluster low-space exemption off (it has < 100 regions), every
+// cluster: a 1s default pending duration (pending -> firing on the real
+// loop) while the shipped per-invariant `for` values stay (0 for what PD
+// already debounced, store_disconnected/unhealthy/down, and for the
+// invariants with windows of their own), pd_unreachable 1s, PD's
+// new-cluster low-space exemption off (it has < 100 regions), every
 // pending peer counted.
 func realConfig() invariant.Config {
 	cfg := invariant.DefaultConfig()
 	cfg.DefaultFor = time.Second
-	cfg.For = map[string]time.Duration{invariant.NamePDUnreachable: time.Second, invariant.NameStoreOfflineStuck: 0}
+	cfg.For[invariant.NamePDUnreachable] = time.Second
 	cfg.LowSpaceMinRegionCount = 0
 	cfg.PendingPeerMaxRegions = 0
 	return cfg
@@ -455,48 +458,106 @@ func TestRealStoreFaults(t *testing.T) {
 // TestRealStoreStoppedAndRestarted stops a store's heartbeats: PD shows it
 // Disconnected after 20s (store_disconnected) while its peers are reported
 // down (region_down_peer), then Down after max-store-down-time (store_down,
-// and with 3 stores for 3 replicas, up_stores_below_max_replicas); restarted,
-// everything resolves. One ticket per invariant.
+// and with 3 stores for 3 replicas, up_stores_below_max_replicas). It is
+// one incident: the store_disconnected ticket stays open through the
+// escalation and takes store_down's severity, store_down's ticket is linked
+// to it, and so are the region tickets the stopped store causes. Restarted,
+// everything resolves after the quiet period. One ticket per invariant.
+//
+// This test was updated on purpose (issue 11, "Escalation (Disconnected ->
+// Down) resolves the earlier ticket, so getting worse reads as recovery"):
+// it used to assert that the Disconnected ticket resolved on its own once
+// the store was Down; the intended behaviour is now that it stays open and
+// is escalated.
 func TestRealStoreStoppedAndRestarted(t *testing.T) {
 	t.Parallel()
 	r := startRig(t, testcluster.Options{Stores: 3, Regions: 10, StoreHeartbeat: time.Second,
 		MaxStoreDownTime: 30 * time.Second}, nil)
 	victim := r.c.Sim.StoreIDs()[1]
 	sub := invariant.StoreSubject(victim)
+	discKey := invariant.NameStoreDisconnected + "/" + sub
+	downKey := invariant.NameStoreDown + "/" + sub
+	belowKey := invariant.NameUpStoresBelowReplicas + "/cluster"
+	peerKey := invariant.NameRegionDownPeer + "/cluster"
 	watched := []string{invariant.NameStoreDisconnected, invariant.NameStoreDown, invariant.NameUpStoresBelowReplicas,
 		invariant.NameRegionDownPeer}
 	r.noTicketYet(watched...)
 	if err := r.c.Sim.StopStore(victim); err != nil {
 		t.Fatal(err)
 	}
-	r.opened(invariant.NameRegionDownPeer+"/cluster", time.Minute)
-	tk := r.opened(invariant.NameStoreDisconnected+"/"+sub, time.Minute)
-	if e := ev(t, tk.FirstEvidence); e["state_name"] != "Disconnected" || e["heartbeat_age_seconds"].(float64) < 20 ||
+	r.opened(peerKey, time.Minute)
+	disc := r.opened(discKey, time.Minute)
+	// store_disconnected has no `for` (PD debounced it): the first evidence
+	// is from the first cycle PD says Disconnected, and PD's clock (the HTTP
+	// Date header, pd_time) has whole seconds, so the age can read 19.x s.
+	if e := ev(t, disc.FirstEvidence); e["state_name"] != "Disconnected" || e["heartbeat_age_seconds"].(float64) < 19 ||
 		e["threshold_seconds"].(float64) != 20 {
 		t.Errorf("disconnected evidence %v", e)
 	}
-	down := r.opened(invariant.NameStoreDown+"/"+sub, time.Minute)
+	if disc.Severity != ticket.Warning {
+		t.Errorf("store_disconnected severity %s before the escalation", disc.Severity)
+	}
+	down := r.opened(downKey, time.Minute)
 	if down.Severity != ticket.Emergency {
 		t.Errorf("store_down severity %s", down.Severity)
 	}
-	below := r.opened(invariant.NameUpStoresBelowReplicas+"/cluster", 30*time.Second)
+	below := r.opened(belowKey, 30*time.Second)
 	if e := ev(t, below.Evidence); e["replica_holding_tikv_stores"].(float64) != 2 || e["max_replicas"].(float64) != 3 {
 		t.Errorf("below evidence %v", e)
 	}
-	// Down is not Disconnected any more: that ticket resolves on its own.
-	r.resolved(invariant.NameStoreDisconnected+"/"+sub, 30*time.Second)
+	// Getting worse is not recovery: while the store stays Down, for more
+	// than twice the quiet period, the Disconnected ticket stays open, is
+	// escalated to store_down's severity and is the incident's root.
+	var downSince time.Time
+	r.until("the store Down for 2x the quiet period", time.Minute, func(res CycleResult) bool {
+		if res.Snapshot == nil {
+			return false
+		}
+		st, ok := res.Snapshot.Store(victim)
+		if !ok || st.Store.StateName != pd.StateDown {
+			downSince = time.Time{}
+			return false
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+		}
+		return time.Since(downSince) > 2*realQuiet
+	})
+	root, ok := r.openTicket(discKey)
+	if !ok || root.ID != disc.ID {
+		t.Fatalf("store_disconnected ticket #%d not open while the store is Down: %s", disc.ID,
+			ticketList(r.tickets(invariant.NameStoreDisconnected)))
+	}
+	if root.Severity != ticket.Emergency {
+		t.Errorf("store_disconnected ticket #%d severity %s, want escalated to %s", root.ID, root.Severity, ticket.Emergency)
+	}
+	if root.RootID != nil {
+		t.Errorf("root ticket #%d is linked to #%d", root.ID, *root.RootID)
+	}
+	for _, k := range []string{downKey, belowKey, peerKey} {
+		tk, ok := r.openTicket(k)
+		if !ok {
+			t.Errorf("%s not open while the store is Down", k)
+			continue
+		}
+		if tk.RootID == nil || *tk.RootID != root.ID {
+			t.Errorf("%s ticket #%d root %v, want the store_disconnected ticket #%d", k, tk.ID, tk.RootID, root.ID)
+		}
+	}
 
 	if err := r.c.Sim.StartStore(victim); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{invariant.NameStoreDown + "/" + sub, invariant.NameUpStoresBelowReplicas + "/cluster",
-		invariant.NameRegionDownPeer + "/cluster"} {
+	for _, k := range []string{discKey, downKey, belowKey, peerKey} {
 		r.resolved(k, 2*time.Minute)
 	}
-	r.exactlyOne(invariant.NameStoreDisconnected, invariant.NameStoreDisconnected+"/"+sub, ticket.Resolved)
-	r.exactlyOne(invariant.NameStoreDown, invariant.NameStoreDown+"/"+sub, ticket.Resolved)
-	r.exactlyOne(invariant.NameUpStoresBelowReplicas, invariant.NameUpStoresBelowReplicas+"/cluster", ticket.Resolved)
-	r.exactlyOne(invariant.NameRegionDownPeer, invariant.NameRegionDownPeer+"/cluster", ticket.Resolved)
+	for name, key := range map[string]string{invariant.NameStoreDisconnected: discKey, invariant.NameStoreDown: downKey,
+		invariant.NameUpStoresBelowReplicas: belowKey, invariant.NameRegionDownPeer: peerKey} {
+		res := r.exactlyOne(name, key, ticket.Resolved)
+		if res.ResolvedAt == nil || res.ClearedAt == nil || res.ResolvedAt.Sub(*res.ClearedAt) < realQuiet {
+			t.Errorf("%s resolved without its quiet period: cleared %v resolved %v", key, res.ClearedAt, res.ResolvedAt)
+		}
+	}
 }
 
 // transferLeader asks PD to move a region's leader and waits until PD
@@ -600,18 +661,36 @@ func fillLeaders(t *testing.T, r *rig, to uint64) {
 // leaders (store_no_leaders, evidence naming the scheduler); removing the
 // scheduler and moving leaders back with transfer-leader operators (PD's
 // balance-leader tolerates the gap on a cluster this small) resolves it.
+// While the scheduler holds the store, leader_imbalance leaves the store
+// out: checked on the real snapshot with every threshold at zero, so the
+// evicted store's zero would be the minimum if it were counted.
+//
+// It no longer counts leader_imbalance tickets: PD's evict-leader picks
+// each target at random (and PD's keyspace splits add leaders to one
+// store after start), so the two remaining stores may legitimately be
+// skewed past the threshold for a while, and a ticket about them is right
+// (the test once flaked on such a ticket). What it must prove is that the
+// evicted store is not what any leader_imbalance violation counts.
 func TestRealEvictLeaderNoLeaders(t *testing.T) {
 	r := startRig(t, testcluster.Options{Stores: 3, Regions: 10, StoreHeartbeat: time.Second, RegionHeartbeat: 2 * time.Second},
 		func(c *invariant.Config) { c.NoLeadersMinUptime = 0 })
 	victim := r.c.Sim.StoreIDs()[2]
 	key := invariant.NameStoreNoLeaders + "/" + invariant.StoreSubject(victim)
 	// Balance the leaders first (the simulator's initial spread is uneven
-	// and PD tolerates it), so that leader_imbalance holds.
+	// and PD tolerates it).
 	for _, id := range r.c.Sim.StoreIDs() {
 		fillLeaders(t, r, id)
 	}
-	r.resolved(invariant.NameLeaderImbalance+"/cluster", time.Minute)
-	imbalanceTickets := len(r.tickets(invariant.NameLeaderImbalance))
+	// leader_imbalance with no threshold at all: any difference violates.
+	strict := r.cfg
+	strict.LeaderImbalanceMinDiff, strict.LeaderImbalanceRatio = 0, 0
+	var imbalance invariant.Invariant
+	for _, inv := range invariant.Default(strict) {
+		if inv.Name() == invariant.NameLeaderImbalance {
+			imbalance = inv
+		}
+	}
+	checked := 0
 	r.run(fault{
 		name: invariant.NameStoreNoLeaders,
 		key:  key,
@@ -630,11 +709,41 @@ func TestRealEvictLeaderNoLeaders(t *testing.T) {
 			if e := ev(t, tk.Evidence); e["evict_leader_scheduler"] != true || e["leader_count"].(float64) != 0 {
 				t.Errorf("evidence %v", e)
 			}
+			// The evicted store (0 leaders, Up) is never counted.
+			for range 3 {
+				res := r.cycle()
+				if res.Snapshot == nil {
+					continue
+				}
+				if st, ok := res.Snapshot.Store(victim); !ok || st.Store.StateName != pd.StateUp || st.Status.LeaderCount != 0 {
+					continue
+				}
+				vs, err := imbalance.Eval(r.ctx, res.Snapshot, res.Time)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checked++
+				for _, v := range vs {
+					counts, _ := v.Evidence["leader_counts"].(map[string]int)
+					excluded, _ := v.Evidence["excluded_evict_leader_stores"].([]uint64)
+					if _, counted := counts[fmt.Sprint(victim)]; counted || !slices.Contains(excluded, victim) ||
+						v.Evidence["min_store_id"] == victim {
+						t.Errorf("leader_imbalance counts the evicted store %d: %s %v", victim, v.Summary, v.Evidence)
+					}
+				}
+				for _, a := range append(res.Firing, res.Pending...) {
+					if a.Invariant != invariant.NameLeaderImbalance {
+						continue
+					}
+					if e := ev(t, a.Evidence); e["min_store_id"].(float64) == float64(victim) {
+						t.Errorf("leader_imbalance alert names the evicted store %d: %v", victim, e)
+					}
+				}
+			}
 		},
 	})
-	// The evicted store was never counted in leader_imbalance.
-	if ts := r.tickets(invariant.NameLeaderImbalance); len(ts) != imbalanceTickets {
-		t.Errorf("leader_imbalance: %s", ticketList(ts))
+	if checked == 0 {
+		t.Error("leader_imbalance never evaluated while the store was evicted and empty")
 	}
 }
 

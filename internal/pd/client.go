@@ -142,6 +142,14 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// TLSConfigFromFiles loads the same PEM files as WithTLSFiles into a TLS
+// config, for other clients of PD's client URL (internal/ha: PD's embedded
+// etcd). It returns nil when no file is given.
+func TLSConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	o := options{caFile: caFile, certFile: certFile, keyFile: keyFile}
+	return o.tlsConfig()
+}
+
 func (o *options) tlsConfig() (*tls.Config, error) {
 	if o.caFile == "" && o.certFile == "" && o.keyFile == "" {
 		return o.tls, nil

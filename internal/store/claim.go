@@ -35,6 +35,12 @@ type ClaimOptions struct {
 	// refusal or expiry record whose message is the error, in the same
 	// transaction; any other error leaves it approved and skips it.
 	Eligible func(candidate action.Proposal, approvals []action.Record, ticketStatus ticket.Status) error
+	// Term, when > 0, is the claiming leader's term (internal/ha: its
+	// election revision in PD's etcd), as WithTerm: the claim is refused
+	// with ErrStaleTerm, in the same transaction, when a higher term is
+	// recorded, and is stored as the proposal's claim term. 0 uses the
+	// term of ctx, if any (no HA: none).
+	Term int64
 }
 
 // Claim-time verdicts of ClaimOptions.Eligible.
@@ -83,6 +89,9 @@ func (s *Store) ClaimNext(ctx context.Context, executor string, now time.Time, o
 func (s *Store) ClaimNextChecked(ctx context.Context, executor string, now time.Time, o ClaimOptions) (*action.Proposal, []ClaimEnded, error) {
 	if executor == "" {
 		return nil, nil, fmt.Errorf("claim action: %w: executor name is required", ErrInvalid)
+	}
+	if o.Term > 0 {
+		ctx = WithTerm(ctx, o.Term)
 	}
 	var waiting int
 	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM action_proposals WHERE status = 'approved')`).Scan(&waiting); err != nil {

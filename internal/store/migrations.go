@@ -27,11 +27,12 @@ var migrations = []migration{
 	{4, "monitor memory: persisted alerts and histories, incident roots, diagnosis history", schemaV4, false},
 	{5, "notification outbox and deliveries, alerts received from Alertmanager", schemaV5, false},
 	{6, "scheduled reverts of temporary changes (action_followups)", schemaV6, false},
+	{7, "leader terms: fencing of the elected leader's writes (fencing.go)", schemaV7, false},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // schemaV1 follows the seed schema (../shared/seed/architecture.md) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed

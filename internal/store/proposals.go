@@ -141,6 +141,10 @@ func casProposal(ctx context.Context, tx *sql.Tx, p action.Proposal, to action.S
 	if set != "" {
 		q += ", " + set
 	}
+	if tset, targs := termSet(ctx, string(p.Status), string(to)); tset != "" { // fencing.go
+		q += ", " + tset
+		args = append(args[:len(args):len(args)], targs...)
+	}
 	q += ` WHERE id = ? AND status = ? RETURNING ` + proposalCols
 	all := make([]any, 0, len(args)+4)
 	all = append(all, string(to), fmtTime(now))
@@ -549,9 +553,13 @@ func (s *Store) ClaimID(ctx context.Context, id int64, executor string, now time
 // forced false and Success is set to (to == action.Completed). The stored
 // record, with ID, PrevHash and Hash, is returned.
 //
+// A leader's Finish carries its term in ctx (WithTerm, fencing.go): it is
+// stored as the finish term, and a term lower than the highest recorded
+// one is refused with ErrStaleTerm before anything changes.
+//
 // Errors: ErrNotFound; *action.ErrTransition when the proposal is not
 // executing; ErrInvalid for another target status, a record naming another
-// proposal, or malformed JSON.
+// proposal, or malformed JSON; ErrStaleTerm.
 func (s *Store) Finish(ctx context.Context, id int64, to action.Status, result string, rec action.Record, now time.Time) (action.Record, error) {
 	switch to {
 	case action.Completed, action.Failed:

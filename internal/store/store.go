@@ -274,6 +274,11 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
+	// A leader's write is fenced by its term (fencing.go).
+	if err := s.fence(ctx, tx, time.Now()); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		s.pending = s.pending[:0]

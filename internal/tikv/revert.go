@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
-	"github.com/tikvops/operator/internal/pd"
 )
 
 // Bounds of the duration param of temporary actions (evict_leader,
@@ -168,5 +167,4 @@ func (a *pdAction) RevertState(ctx context.Context, raw json.RawMessage) (json.R
 var (
 	_ action.Temporary    = (*pdAction)(nil)
 	_ action.RevertTarget = (*pdAction)(nil)
-	_                     = pd.EvictLeaderScheduler
 )
