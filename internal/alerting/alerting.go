@@ -29,7 +29,7 @@ import (
 )
 
 // Invariants maps the official PD and TiKV alert names (PingCAP's
-// pd.rules.yml and tikv.rules.yml, v8.5.7, ../shared/alert-rules) to the
+// pd.rules.yml and tikv.rules.yml, v8.5.7, PingCAP's official rule files) to the
 // operator's invariant that detects the same condition.
 var Invariants = map[string]string{
 	"PD_cluster_down_tikv_nums":         invariant.NameStoreDown,

@@ -186,6 +186,9 @@ type Config struct {
 	Alerting Alerting `toml:"alerting" json:"alerting"`
 	// HA configures several replicas with leader election (ha.go).
 	HA HA `toml:"ha" json:"ha"`
+	// Maintenance are configured maintenance windows ([[maintenance]]):
+	// notifications and proposals muted for a scope (maintenance.go).
+	Maintenance []Maintenance `toml:"maintenance" json:"maintenance,omitempty"`
 	// Invariants holds the invariant thresholds and `for` durations
 	// ([invariants] in TOML, kebab-case keys; see invariant.Config).
 	Invariants invariant.Config `toml:"invariants" json:"invariants"`
@@ -468,6 +471,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: invariants: %w", err)
 	}
 	if err := c.validateHA(); err != nil {
+		return err
+	}
+	if err := c.validateMaintenance(); err != nil {
 		return err
 	}
 	return c.validateNotify()

@@ -116,6 +116,13 @@ type Runner struct {
 	// same ticket (same type and params, action.ActionDigest): the
 	// proposal is dropped and the diagnosis says who rejected it and why.
 	Rejected func(ctx context.Context, ticketID int64) ([]action.Proposal, error)
+	// Silenced, when not nil, returns the note of the silence or
+	// maintenance window that mutes proposals for t at now ("silenced by
+	// #N until T (reason, by NAME)"), or "" (daemon: store.SilenceMatcher).
+	// A muted ticket's diagnosis is stored without its proposal and says
+	// "no action proposed: NOTE". Silences that cannot be read drop the
+	// proposal too (fail closed) and the diagnosis names the missing input.
+	Silenced func(ctx context.Context, t ticket.Ticket, now time.Time) (string, error)
 }
 
 // DefaultBackoff waits 1 minute after the first failure, doubling up to 1
@@ -288,6 +295,24 @@ func (r *Runner) save(ctx context.Context, log *slog.Logger, t ticket.Ticket, no
 				r.failed(ctx, log, t, now, WithSpent(fmt.Errorf("encode diagnosis: %w", err), d.Usage), st)
 				return
 			}
+		}
+	}
+	if d.ProposedAction != nil && r.Silenced != nil {
+		note, err := r.Silenced(ctx, t, now)
+		if err != nil {
+			log.Warn("silences unreadable; no proposal", "err", err)
+			note = fmt.Sprintf("the silences could not be read (%v), so none can be ruled out; rediagnose the ticket", err)
+		}
+		if note != "" {
+			pa := d.ProposedAction
+			d.ProposedAction, d.DryRun = nil, nil
+			d.NoActionReason = fmt.Sprintf("no action proposed: %s; without it the diagnosis would propose %s %s", note, pa.ActionType, string(pa.Params))
+			Sanitize(d)
+			if js, err = json.Marshal(d); err != nil {
+				r.failed(ctx, log, t, now, WithSpent(fmt.Errorf("encode diagnosis: %w", err), d.Usage), st)
+				return
+			}
+			log.Info("proposal muted by a silence", "note", note)
 		}
 	}
 	res := Result{Diagnosis: d, Markdown: d.Markdown(), JSON: js, Proposal: d.Proposal(t.ID, now, ttl)}

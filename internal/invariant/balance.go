@@ -168,7 +168,7 @@ func evictLeaderStores(s *tikv.Snapshot) map[uint64]bool {
 	return out
 }
 
-// StoreNoLeaders (cases.md 07) is an Up TiKV store that has been up for
+// StoreNoLeaders (pingcap/tidb-operator#4483, pingcap/tiup#369) is an Up TiKV store that has been up for
 // more than MinUptime, holds regions (region_count > 0) but no leader
 // (leader_count == 0, omitted by old PDs), while other Up TiKV stores hold
 // leaders. The usual cause is an evict-leader scheduler left behind by an

@@ -109,7 +109,7 @@ type Config struct {
 	ClusterSpaceUsedRatio float64 `toml:"cluster-space-used-ratio" json:"cluster-space-used-ratio"`
 	// CapacityMinMedianRatio: a store whose capacity is below this fraction
 	// of the median capacity of the stores of its engine is suspect
-	// (cases.md 19). Default 0.01. 0 = default.
+	// (tikv/pd#9858, tikv/pd#6252). Default 0.01. 0 = default.
 	CapacityMinMedianRatio float64 `toml:"capacity-min-median-ratio" json:"capacity-min-median-ratio"`
 
 	// SlowScore: store_slow fires at slow_score >= SlowScore (PD IsSlow:
@@ -164,10 +164,10 @@ type Config struct {
 	// OfflineStuckAfter: an Offline store whose region_count has not
 	// fallen for this long is stuck. When fewer Up TiKV stores than
 	// max-replicas remain the drain cannot finish and the invariant fires
-	// without waiting. Default 30m (cases.md 01). 0 = default.
+	// without waiting. Default 30m (pingcap/tidb#10619). 0 = default.
 	OfflineStuckAfter time.Duration `toml:"offline-stuck-after" json:"offline-stuck-after"`
 	// TombstoneMaxRecords: tombstone_pileup fires when there are more
-	// Tombstone store records than this (cases.md 06). Default 3.
+	// Tombstone store records than this (pingcap/tidb-operator#124, tikv/pd#4422). Default 3.
 	TombstoneMaxRecords int `toml:"tombstone-max-records" json:"tombstone-max-records"`
 
 	// DownPeerUnrepairedAfter: region_down_peer_unrepaired fires for a

@@ -105,7 +105,7 @@ func maxReplicas(name string, s *tikv.Snapshot) (uint64, error) {
 	return defaultMaxReplicas, nil
 }
 
-// UpStoresBelowReplicas (up_stores_below_max_replicas, cases.md 01) is
+// UpStoresBelowReplicas (up_stores_below_max_replicas, pingcap/tidb#10619) is
 // violated when fewer TiKV stores hold replicas than
 // replication.max-replicas: stores with state_name Up or Disconnected count
 // (a Disconnected store keeps its replicas until it is Down, so a store
@@ -138,7 +138,7 @@ func (inv *UpStoresBelowReplicas) Eval(_ context.Context, s *tikv.Snapshot, _ ti
 	}}, nil
 }
 
-// StoreOfflineStuck (store_offline_stuck, cases.md 01, 04, 11) is an
+// StoreOfflineStuck (store_offline_stuck, pingcap/tidb#10619, pingcap/tidb-ansible#632, tikv/tikv#18771) is an
 // Offline (Removing) store that still has regions and whose region_count
 // has not fallen for After. It is stateful: it remembers, per store, the
 // lowest region_count seen and when it was last lowered, using the
@@ -250,7 +250,7 @@ func (inv *StoreOfflineStuck) Eval(_ context.Context, s *tikv.Snapshot, now time
 	return out, nil
 }
 
-// TombstonePileup (tombstone_pileup, cases.md 06) is violated when PD
+// TombstonePileup (tombstone_pileup, pingcap/tidb-operator#124, tikv/pd#4422) is violated when PD
 // keeps more than MaxRecords Tombstone store records (GET
 // /stores/check?state=tombstone); PD only GCs them after 30 days and
 // address-based tooling can pick the wrong one. Evidence lists the ids and

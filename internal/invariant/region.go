@@ -137,7 +137,7 @@ func (inv *RegionCheck) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) (
 	}}, nil
 }
 
-// RegionOfflinePeer (region_offline_peer, cases.md 04) looks at the regions
+// RegionOfflinePeer (region_offline_peer, pingcap/tidb-ansible#632) looks at the regions
 // PD's GET /regions/check/offline-peer lists (a peer on a store being
 // removed) and is violated by those whose voters on Offline (Removing)
 // stores form a Raft quorum: they lose their majority if the stores being
@@ -215,7 +215,7 @@ func (inv *RegionOfflinePeer) Eval(_ context.Context, s *tikv.Snapshot, _ time.T
 }
 
 // RegionOversized (region_oversized, PingCAP TiKV_approximate_region_size,
-// cases.md 14) is one violation per region PD's GET
+// PingCAP docs: tune-region-performance) is one violation per region PD's GET
 // /regions/check/oversized-region lists (approximate size >= TiKV
 // region-max-size or keys >= region-max-keys: a split is not keeping up),
 // the largest MaxSubjects first, plus every region already reported the

@@ -151,7 +151,7 @@ func (inv *ClusterSpaceUsed) Eval(_ context.Context, s *tikv.Snapshot, _ time.Ti
 }
 
 // StoreCapacitySuspect flags capacity figures that cannot be true
-// (cases.md 19, PD issue #6252, TiKV issue #2913): capacity 0 B on a
+// (tikv/pd#9858, tikv/pd#6252PD issue #6252, TiKV issue #2913): capacity 0 B on a
 // non-Tombstone store, or a capacity below MinMedianRatio of the median
 // capacity of the other stores of the same engine (TiKV or TiFlash).
 // Stores that never reported a heartbeat (no statistics at all, e.g. 01a)

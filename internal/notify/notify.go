@@ -114,7 +114,29 @@ type Options struct {
 	Now         func() time.Time
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
+	// Silences, when not nil, mutes deliveries: an event store.Silenceable
+	// says a silence may mute (ticket opened, escalated, resolved; the
+	// diagnosis' approval requests) about a ticket a silence matches when
+	// the delivery is due is marked silenced, not sent. When no silence
+	// matches any more and the ticket is still open, the delivery is sent
+	// after all (ReleaseSilenced); for a ticket that resolved inside the
+	// window, never. A silence that cannot be read does not mute (the
+	// message is sent: telling is the safe side).
+	Silences Silencer
+	// ReleaseEvery is how often Once looks for silenced deliveries to
+	// release (DefaultReleaseEvery when 0).
+	ReleaseEvery time.Duration
 }
+
+// Silencer finds the silence muting a ticket of invariant about subject
+// at now, or nil (store.SilenceMatcher).
+type Silencer interface {
+	Match(ctx context.Context, invariant, subject string, now time.Time) (*store.Silence, error)
+}
+
+// DefaultReleaseEvery is how often silenced deliveries are checked for
+// release.
+const DefaultReleaseEvery = 5 * time.Second
 
 // Deliverer moves outbox events to the sinks.
 type Deliverer struct {
@@ -124,6 +146,8 @@ type Deliverer struct {
 	router  *Router
 	wake    chan struct{}
 	results *prometheus.CounterVec
+	// lastRelease is when Once last ran ReleaseSilenced (Run's goroutine).
+	lastRelease time.Time
 }
 
 // MetricDeliveries counts delivery attempts by sink and result
@@ -147,6 +171,9 @@ func New(o Options) *Deliverer {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ReleaseEvery <= 0 {
+		o.ReleaseEvery = DefaultReleaseEvery
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,10 +183,10 @@ func New(o Options) *Deliverer {
 		d.sinks[s.Name()] = s
 	}
 	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: MetricDeliveries, Help: "Notification delivery attempts by sink and result (delivered, retry, dead).",
+		Name: MetricDeliveries, Help: "Notification delivery attempts by sink and result (delivered, retry, dead, silenced).",
 	}, []string{"sink", "result"})
 	for _, n := range d.order {
-		for _, r := range []string{"delivered", "retry", "dead"} {
+		for _, r := range []string{"delivered", "retry", "dead", "silenced"} {
 			d.results.WithLabelValues(n, r)
 		}
 	}
@@ -214,14 +241,64 @@ func (d *Deliverer) Once(ctx context.Context) error {
 	if _, err := d.o.Store.Route(ctx, func(ev store.OutboxEvent) []string { return d.router.Sinks(ev, d.order) }, d.o.Now()); err != nil {
 		return err
 	}
+	if d.o.Silences != nil && d.o.Now().Sub(d.lastRelease) >= d.o.ReleaseEvery {
+		if err := d.ReleaseSilenced(ctx); err != nil {
+			d.o.Logger.Warn("release silenced notifications", "err", err)
+		}
+	}
 	ds, err := d.o.Store.ClaimDeliveries(ctx, d.o.Now(), 50)
 	if err != nil {
 		return err
 	}
 	for _, dl := range ds {
+		if d.silence(ctx, dl) {
+			continue
+		}
 		d.deliver(ctx, dl)
 	}
 	return nil
+}
+
+// silenceOf returns the silence muting ev now, or nil (also when ev is
+// not silenceable, or the silences cannot be read: then ev is sent).
+func (d *Deliverer) silenceOf(ctx context.Context, ev store.OutboxEvent) (*store.Silence, error) {
+	if d.o.Silences == nil || !store.Silenceable(ev) {
+		return nil, nil
+	}
+	return d.o.Silences.Match(ctx, ev.Invariant, ev.Subject, d.o.Now())
+}
+
+// silence marks dl silenced when a silence mutes its event, and says so.
+func (d *Deliverer) silence(ctx context.Context, dl store.Delivery) bool {
+	s, err := d.silenceOf(ctx, dl.Event)
+	if err != nil {
+		d.o.Logger.Warn("silences unreadable; notification sent", "event", dl.Event.Key, "sink", dl.Sink, "err", err)
+		return false
+	}
+	if s == nil {
+		return false
+	}
+	if err := d.o.Store.SilenceDelivery(context.WithoutCancel(ctx), dl.Event.Seq, dl.Sink, s.Label(), s.Note(), d.o.Now()); err != nil {
+		d.o.Logger.Warn("record silenced delivery", "err", err, "event", dl.Event.Key, "sink", dl.Sink)
+		return true // left sending: retried (in doubt) at the next start
+	}
+	d.results.WithLabelValues(dl.Sink, "silenced").Inc()
+	d.o.Logger.Info("notification silenced", "event", dl.Event.Key, "sink", dl.Sink, "silence", s.Label())
+	return true
+}
+
+// ReleaseSilenced sends, after all, the silenced deliveries of tickets
+// still open that no silence matches any more (store.ReleaseSilenced).
+func (d *Deliverer) ReleaseSilenced(ctx context.Context) error {
+	d.lastRelease = d.o.Now()
+	n, err := d.o.Store.ReleaseSilenced(ctx, d.o.Now(), func(ev store.OutboxEvent) (bool, error) {
+		s, err := d.silenceOf(ctx, ev)
+		return s != nil, err
+	})
+	if n > 0 {
+		d.o.Logger.Info("silence over: held notifications of open tickets are sent", "deliveries", n)
+	}
+	return err
 }
 
 func (d *Deliverer) deliver(ctx context.Context, dl store.Delivery) {

@@ -50,7 +50,7 @@ type Tape struct {
 	// Class names the failure class (issue 11's list), free text.
 	Class string `json:"class,omitempty"`
 	// Source cites where the incident comes from: public issue URLs, PD
-	// docs, "shared/cases.md 07", fixture file names. At least one.
+	// docs, "pingcap/tidb-operator#4483", fixture file names. At least one.
 	Source []string `json:"source"`
 	// PDVersion is the PD version whose response shapes the bodies follow
 	// ("3.0.1", "8.5.0").

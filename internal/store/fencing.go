@@ -110,10 +110,12 @@ func (s *Store) AdvanceTerm(ctx context.Context) error {
 }
 
 // LeaderTerm returns the highest leader term recorded for the database's
-// cluster, 0 when none.
+// cluster (over every cluster when this handle is not bound: a CLI), 0
+// when none.
 func (s *Store) LeaderTerm(ctx context.Context) (int64, error) {
 	var t int64
-	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(term), 0) FROM leader_terms WHERE cluster_id = ?`, s.ClusterID()).Scan(&t)
+	c := s.ClusterID()
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(term), 0) FROM leader_terms WHERE cluster_id = ? OR ? = ''`, c, c).Scan(&t)
 	if err != nil {
 		return 0, fmt.Errorf("read leader term: %w", err)
 	}

@@ -28,13 +28,14 @@ var migrations = []migration{
 	{5, "notification outbox and deliveries, alerts received from Alertmanager", schemaV5, false},
 	{6, "scheduled reverts of temporary changes (action_followups)", schemaV6, false},
 	{7, "leader terms: fencing of the elected leader's writes (fencing.go)", schemaV7, false},
+	{8, "silences and maintenance windows: append-only, signed; silenced deliveries (silences.go)", schemaV8, false},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 7
+const SchemaVersion = 8
 
-// schemaV1 follows the seed schema (../shared/seed/architecture.md) plus
+// schemaV1 follows the seed schema (the original design) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed
 // UTC layout of timeLayout; JSON columns hold JSON text.
 const schemaV1 = `

@@ -147,6 +147,8 @@ type OutboxEvent struct {
 	Ticket *OutboxTicket `json:"ticket,omitempty"`
 	Action *OutboxAction `json:"action,omitempty"`
 	Record *OutboxRecord `json:"record,omitempty"`
+	// Silence is set for silence_created and silence_expired (silences.go).
+	Silence *OutboxSilence `json:"silence,omitempty"`
 }
 
 // enqueue writes ev to the outbox inside tx (the transaction of the change
@@ -304,6 +306,9 @@ type Delivery struct {
 	LastError   string      `json:"last_error,omitempty"`
 	Ref         string      `json:"ref,omitempty"`
 	DeliveredAt *time.Time  `json:"delivered_at,omitempty"`
+	// SilencedBy names the silence that muted it ("#N" or "maintenance
+	// window N") while Status is silenced.
+	SilencedBy string `json:"silenced_by,omitempty"`
 }
 
 // Route gives every outbox event not yet routed one pending delivery per
@@ -363,7 +368,7 @@ func queryEvents(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]Outb
 	return out, rows.Err()
 }
 
-const deliveryCols = `o.id, o.payload, d.sink, d.status, d.attempts, d.in_doubt, d.next_attempt_at, d.last_error, d.ref, d.delivered_at`
+const deliveryCols = `o.id, o.payload, d.sink, d.status, d.attempts, d.in_doubt, d.next_attempt_at, d.last_error, d.ref, d.delivered_at, d.silenced_by`
 
 func scanDelivery(sc scanner) (Delivery, error) {
 	var (
@@ -373,7 +378,7 @@ func scanDelivery(sc scanner) (Delivery, error) {
 		next    timeCol
 		at      timeCol
 	)
-	if err := sc.Scan(&id, &payload, &d.Sink, &d.Status, &d.Attempts, &d.InDoubt, &next, &d.LastError, &d.Ref, &at); err != nil {
+	if err := sc.Scan(&id, &payload, &d.Sink, &d.Status, &d.Attempts, &d.InDoubt, &next, &d.LastError, &d.Ref, &at, &d.SilencedBy); err != nil {
 		return Delivery{}, err
 	}
 	if err := json.Unmarshal([]byte(payload), &d.Event); err != nil {
@@ -563,6 +568,9 @@ UNION ALL SELECT '', 'pending', count(*), min(created_at) FROM outbox WHERE rout
 		if status == DeliveryDead {
 			st.Dead[sink] += n
 			continue
+		}
+		if status == DeliverySilenced {
+			continue // muted on purpose: not a backlog
 		}
 		if n == 0 {
 			continue

@@ -429,6 +429,9 @@ type VerifyReport struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Broken is the first defect, nil when OK.
 	Broken *Break `json:"broken,omitempty"`
+	// Silences is how many silences were checked (hash, signature, no
+	// deleted row; silences.go).
+	Silences int `json:"silences,omitempty"`
 }
 
 // VerifyOptions adds what lives outside the database to Verify.
@@ -589,6 +592,15 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 		return rep, nil
 	}
 	if b, err := s.checkProposals(ctx); err != nil {
+		return rep, err
+	} else if b != nil {
+		rep.Broken = b
+		return rep, nil
+	}
+	// Silences are audited too (silences.go).
+	b, n, err := s.VerifySilences(ctx, o.PublicKey)
+	rep.Silences = n
+	if err != nil {
 		return rep, err
 	} else if b != nil {
 		rep.Broken = b

@@ -26,14 +26,18 @@ const maxControlBody = 1 << 20
 //	POST /v1/stores/{id}/available      {"available": 1073741824 | "1GiB" | null}
 //	POST /v1/stores/{id}/slow-score     {"score": 100}
 //	POST /v1/stores/{id}/busy           {"busy": true}
+//	POST /v1/stores/{id}/ignore-commands {"ignore": true}
+//	POST /v1/stores                     {"address": "127.0.0.1:20161", "labels": {"host": "h1"}} (a new store)
 //	GET  /v1/regions                    GET /v1/regions/{id}
 //	POST /v1/regions/{id}/write-flow    {"bytes_per_sec": 10485760, "keys_per_sec": 1000}
 //	POST /v1/regions/{id}/size          {"size": "200MiB", "keys": 2000000}
+//	POST /v1/regions/{id}/silent        {"silent": true}
 //	POST /v1/regions/{id}/peers/{store_id}/pending  {"pending": true}
 //	POST /v1/regions/{id}/peers/{store_id}/down     {"down": true}
 //
 // Errors are {"error": "..."} with 400 (malformed JSON, bad value), 404
-// (unknown store, region or peer) or 405.
+// (unknown store, region or peer), 405, or 409 (PD refused a new store,
+// e.g. a duplicated address).
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -119,6 +123,52 @@ func (s *Sim) Handler() http.Handler {
 			return
 		}
 		s.replyStore(w, id, s.SetBusy(id, *body.Busy))
+	}))
+	mux.HandleFunc("POST /v1/stores/{id}/ignore-commands", s.withStore(func(w http.ResponseWriter, r *http.Request, id uint64) {
+		var body struct {
+			Ignore *bool `json:"ignore"`
+		}
+		if !decode(w, r, &body) {
+			return
+		}
+		if body.Ignore == nil {
+			writeError(w, http.StatusBadRequest, errors.New(`missing "ignore" (true or false)`))
+			return
+		}
+		s.replyStore(w, id, s.SetIgnoreCommands(id, *body.Ignore))
+	}))
+	mux.HandleFunc("POST /v1/stores", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Address string            `json:"address"`
+			Labels  map[string]string `json:"labels"`
+		}
+		if !decode(w, r, &body) {
+			return
+		}
+		id, err := s.AddStore(r.Context(), body.Address, body.Labels)
+		if err != nil {
+			var pe *PDError
+			if errors.As(err, &pe) {
+				writeError(w, http.StatusConflict, err)
+				return
+			}
+			reply(w, nil, err)
+			return
+		}
+		s.replyStore(w, id, nil)
+	})
+	mux.HandleFunc("POST /v1/regions/{id}/silent", s.withRegion(func(w http.ResponseWriter, r *http.Request, id uint64) {
+		var body struct {
+			Silent *bool `json:"silent"`
+		}
+		if !decode(w, r, &body) {
+			return
+		}
+		if body.Silent == nil {
+			writeError(w, http.StatusBadRequest, errors.New(`missing "silent" (true or false)`))
+			return
+		}
+		s.replyRegion(w, id, s.SetRegionSilent(id, *body.Silent))
 	}))
 	mux.HandleFunc("GET /v1/regions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Dump(true).Regions)

@@ -59,6 +59,11 @@ func TestControlAPI(t *testing.T) {
 			{"POST", fmt.Sprintf("/v1/regions/%d/peers/999/pending", regions[0]), `{"pending": true}`, 404, "peer not found"},
 			{"GET", "/v1/nothing", "", 404, "no route"},
 			{"GET", "/v1/dump?regions=maybe", "", 400, "true or false"},
+			{"POST", fmt.Sprintf("/v1/regions/%d/silent", regions[0]), `{}`, 400, "missing"},
+			{"POST", "/v1/regions/424242/silent", `{"silent": true}`, 404, "region not found"},
+			{"POST", fmt.Sprintf("/v1/stores/%d/ignore-commands", stores[0]), `{"ignore": 1}`, 400, "malformed JSON"},
+			{"POST", "/v1/stores/999/ignore-commands", `{"ignore": true}`, 404, "store not found"},
+			{"POST", "/v1/stores", `{"address": "bad\u0001addr"}`, 400, "address"},
 		} {
 			status, m, raw := call(t, tc.method, u+tc.path, tc.body)
 			msg, _ := m["error"].(string)
@@ -121,6 +126,29 @@ func TestControlAPI(t *testing.T) {
 		}
 		if status, m, raw := call(t, "POST", fmt.Sprintf("%s/v1/stores/%d/start", u, id), ""); status != 200 || m["stopped"] != false {
 			t.Fatalf("start: %d %s", status, raw)
+		}
+	})
+	t.Run("add store: PD refuses a live address, takes a new one", func(t *testing.T) {
+		first, err := c.Sim.Store(stores[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, m, raw := call(t, "POST", u+"/v1/stores", fmt.Sprintf(`{"address": %q}`, first.Address))
+		if msg, _ := m["error"].(string); status != 409 || !strings.Contains(msg, "duplicated store address") {
+			t.Fatalf("duplicate address: %d %s", status, raw)
+		}
+		status, m, raw = call(t, "POST", u+"/v1/stores", `{"labels": {"host": "h9"}}`)
+		id, _ := m["id"].(float64)
+		if status != 200 || id == 0 {
+			t.Fatalf("add store: %d %s", status, raw)
+		}
+		err = c.WaitFor(ctx, func() (bool, error) {
+			var s pd.StoreInfo
+			err := c.GetJSON(ctx, fmt.Sprintf("/store/%d", uint64(id)), &s)
+			return err == nil && s.Store.StateName == pd.StateUp && s.Label("host") == "h9", err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -60,6 +60,8 @@ type StoreView struct {
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	// LastError is the last store heartbeat error, "" if it worked.
 	LastError string `json:"last_error,omitempty"`
+	// IgnoreCommands is true after SetIgnoreCommands(id, true).
+	IgnoreCommands bool `json:"ignore_commands,omitempty"`
 }
 
 // RegionView is one region. Keys are uppercase hex like PD's HTTP API.
@@ -87,6 +89,8 @@ type RegionView struct {
 	// as pending / down (SetPeerPending, SetPeerDown, stopped stores).
 	PendingStores []uint64 `json:"pending_stores,omitempty"`
 	DownStores    []uint64 `json:"down_stores,omitempty"`
+	// Silent is true after SetRegionSilent(id, true): no heartbeats.
+	Silent bool `json:"silent,omitempty"`
 }
 
 // PeerView is one peer; Role is Voter, Learner, IncomingVoter or DemotingVoter.
@@ -182,6 +186,7 @@ func (s *Sim) storeViewLocked(st *store, u *usage) StoreView {
 		StartTime:           st.startTime,
 		LastHeartbeat:       st.lastHB,
 		LastError:           st.lastHBErr,
+		IgnoreCommands:      st.ignoreCommands,
 	}
 	if len(st.meta.GetLabels()) > 0 {
 		v.Labels = map[string]string{}
@@ -205,6 +210,7 @@ func (s *Sim) regionViewLocked(r *region) RegionView {
 		ApproximateKeys:  r.keys,
 		WriteBytesPerSec: r.writeBytes,
 		WriteKeysPerSec:  r.writeKeys,
+		Silent:           r.silent,
 	}
 	for _, p := range r.meta.GetPeers() {
 		v.Peers = append(v.Peers, PeerView{ID: p.GetId(), StoreID: p.GetStoreId(), Role: p.GetRole().String()})

@@ -1,8 +1,13 @@
 package tikvsim
 
 import (
+	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
+
+	"github.com/pingcap/kvproto/pkg/metapb"
 )
 
 func (s *Sim) storeLocked(id uint64) (*store, error) {
@@ -308,4 +313,113 @@ func (s *Sim) SetApplyDelay(storeID uint64, d time.Duration) error {
 	}
 	st.applyDelay = d
 	return nil
+}
+
+// SetRegionSilent makes a region's leader stop (silent=true) or resume
+// its region heartbeats while every store keeps heartbeating, as when a
+// TiKV peer hangs without giving up leadership. PD keeps the region's last
+// reported state (leader included) and cannot run an operator on it; after
+// a PD restart PD knows the region only from its storage, without a leader
+// (leader.store_id 0 in GET /pd/api/v1/region/id/{id}) until a heartbeat
+// comes. Resuming sends a heartbeat at once. Errors: ErrRegionNotFound.
+func (s *Sim) SetRegionSilent(regionID uint64, silent bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.regionLocked(regionID)
+	if err != nil {
+		return err
+	}
+	r.silent = silent
+	if !silent {
+		s.markDirtyLocked(r)
+		s.kickPump()
+	}
+	return nil
+}
+
+// SetIgnoreCommands makes a store drop (ignore=true) every command PD
+// sends for a region it leads (transfer leader, conf change, split,
+// merge): the step is never applied, so PD's operator stays RUNNING until
+// PD times it out (its status becomes TIMEOUT in
+// GET /pd/api/v1/operators/records). The store and its regions keep
+// heartbeating. false applies PD's commands again. Errors:
+// ErrStoreNotFound.
+func (s *Sim) SetIgnoreCommands(storeID uint64, ignore bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.storeLocked(storeID)
+	if err != nil {
+		return err
+	}
+	st.ignoreCommands = ignore
+	return nil
+}
+
+// AddStore registers a new TiKV store with PD (an ID from PD's allocator,
+// PutStore with address, or the next free fake address when address is
+// ""; labels as given) and starts its store heartbeats and region
+// heartbeat stream; it holds no region until PD schedules one onto it. PD
+// refuses an address used by another store that is neither Tombstone nor
+// physically destroyed (a *PDError); after
+// DELETE /pd/api/v1/store/{id}?force=true the old record may stay Offline
+// beside the new one with the same address. It returns the new store's
+// id. Errors: ErrClosed, ErrInvalidArgument for a bad address, *PDError,
+// transport errors.
+func (s *Sim) AddStore(ctx context.Context, address string, labels map[string]string) (uint64, error) {
+	if strings.ContainsFunc(address, func(r rune) bool { return r < 0x20 || r == 0x7f || r == ' ' }) || len(address) > 255 {
+		return 0, fmt.Errorf("%w: address %q", ErrInvalidArgument, address)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	n := len(s.storeOrder)
+	s.mu.Unlock()
+	ids, err := s.pd.allocIDs(ctx, 1)
+	if err != nil {
+		return 0, fmt.Errorf("allocate store id: %w", err)
+	}
+	id := ids[0]
+	if address == "" {
+		address = fmt.Sprintf("127.0.0.1:%d", 20160+n)
+	}
+	now := time.Now()
+	meta := &metapb.Store{
+		Id:             id,
+		Address:        address,
+		StatusAddress:  fmt.Sprintf("127.0.0.1:%d", 40160+n),
+		Version:        s.cfg.Version,
+		GitHash:        "tikvsim",
+		StartTimestamp: now.Unix(),
+		DeployPath:     "/tikvsim",
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		meta.Labels = append(meta.Labels, &metapb.StoreLabel{Key: k, Value: labels[k]})
+	}
+	if err := s.pd.putStore(ctx, meta); err != nil {
+		return 0, err
+	}
+	st := &store{meta: meta, startTime: now, signal: make(chan struct{}, 1)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	s.stores[id] = st
+	s.storeOrder = append(s.storeOrder, id)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.runStream(s.loopCtx, st)
+	}()
+	s.kickStoreHeartbeats()
+	s.log.Info("store added", "store", id, "address", address)
+	return id, nil
 }

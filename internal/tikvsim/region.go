@@ -31,6 +31,9 @@ type region struct {
 	sent      bool      // heartbeated at least once
 	splitting bool      // a split is being asked for
 	delaying  bool      // a command waits for its leader store's apply delay
+	// silent stops the region's heartbeats (SetRegionSilent): its leader
+	// stopped reporting while its store keeps heartbeating.
+	silent bool
 }
 
 func (r *region) id() uint64 { return r.meta.GetId() }

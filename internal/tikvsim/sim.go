@@ -38,8 +38,9 @@ type Sim struct {
 	setup      time.Duration
 	pdErr      string // last PD error, "" when the last call succeeded
 
-	kick    chan struct{} // wakes the pump
-	hbKick  chan struct{} // wakes the store heartbeat loop
+	loopCtx context.Context // the heartbeat loops' context (AddStore)
+	kick    chan struct{}   // wakes the pump
+	hbKick  chan struct{}   // wakes the store heartbeat loop
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started time.Time
@@ -59,6 +60,9 @@ type store struct {
 	// applyDelay postpones every PD command a region led by this store
 	// receives (SetApplyDelay); 0 applies at once, as TiKV does.
 	applyDelay time.Duration
+	// ignoreCommands drops every PD command a region led by this store
+	// receives (SetIgnoreCommands): PD's operator never progresses.
+	ignoreCommands bool
 
 	lastHB    time.Time // last successful store heartbeat
 	lastHBErr string
@@ -102,6 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.loopCtx = loopCtx
 	for _, id := range s.storeOrder {
 		st := s.stores[id]
 		s.wg.Add(1)
@@ -365,6 +370,9 @@ func (s *Sim) pump(now time.Time, full bool) {
 	touched := map[*store]bool{}
 	send := func(r *region) bool {
 		st := s.stores[r.leaderStore()]
+		if r.silent {
+			return true // nothing to send while the leader is silent
+		}
 		if st == nil || !st.alive() || !st.streamUp {
 			return false
 		}
@@ -564,7 +572,11 @@ func (s *Sim) handleResponseAfter(ctx context.Context, storeID uint64, resp *pdp
 	defer s.mu.Unlock()
 	st := s.stores[storeID]
 	r := s.regions[resp.GetRegionId()]
-	if s.closed || st == nil || !st.alive() || r == nil || r.splitting {
+	if s.closed || st == nil || !st.alive() || r == nil || r.splitting || r.silent {
+		return
+	}
+	if st.ignoreCommands {
+		s.log.Debug("command ignored (SetIgnoreCommands)", "store", storeID, "region", r.id())
 		return
 	}
 	if delayed {

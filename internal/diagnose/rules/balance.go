@@ -445,7 +445,7 @@ func (f *facts) keepsIsolation(r *pd.Region, from, to uint64) bool {
 	return true
 }
 
-// storeNoLeaders (store_no_leaders, cases.md 07): an Up store with regions
+// storeNoLeaders (store_no_leaders, pingcap/tidb-operator#4483, pingcap/tiup#369): an Up store with regions
 // but no leaders. With a leftover evict-leader scheduler on it:
 // remove_evict_leader, unless store versions differ (a rolling upgrade may
 // be running). Otherwise page with the likely cause.
@@ -501,7 +501,7 @@ func storeNoLeaders(f *facts) *diagnose.Diagnosis {
 		d.Risks = []string{"Removing the scheduler during an upgrade sends leaders back to a store about to restart: a burst of leader elections."}
 		d.NoActionReason = page("store %d is under evict-leader-scheduler while TiKV versions differ; confirm no upgrade is running (tiup cluster display, tidb-operator status) before removing it with remove_evict_leader", id)
 	case f.evicted[id]:
-		d.RootCause = fmt.Sprintf("A leftover evict-leader scheduler holds store %d: upgrade or restart tooling (tiup, tidb-operator) adds one per TiKV before restarting it and fails to delete it on an error or timeout path (cases.md 07, tidb-operator#4483, tiup#369). All stores run the same version, so no upgrade seems to be in progress.", id)
+		d.RootCause = fmt.Sprintf("A leftover evict-leader scheduler holds store %d: upgrade or restart tooling (tiup, tidb-operator) adds one per TiKV before restarting it and fails to delete it on an error or timeout path (pingcap/tidb-operator#4483, pingcap/tiup#369tidb-operator#4483, tiup#369). All stores run the same version, so no upgrade seems to be in progress.", id)
 		d.Confidence = diagnose.ConfidenceHigh
 		d.ProposedAction = propose(tikv.ActionRemoveEvictLeader, map[string]any{"store_id": id}, action.Soon,
 			"Remove store %d from evict-leader-scheduler so it can hold leaders again; it holds %d regions and serves none of them as leader. %s",

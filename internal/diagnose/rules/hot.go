@@ -123,7 +123,7 @@ func firstWord(s string) string {
 	return s
 }
 
-// regionOversized (region_oversized, cases.md 14): split the region with
+// regionOversized (region_oversized, PingCAP docs: tune-region-performance): split the region with
 // policy approximate (scan as the fallback named in the rationale).
 func regionOversized(f *facts) *diagnose.Diagnosis {
 	id, _ := f.ev.uint("region_id")
@@ -136,7 +136,7 @@ func regionOversized(f *facts) *diagnose.Diagnosis {
 	total, _ := f.ev.uint("oversized_regions")
 	d.Summary = fmt.Sprintf("region %d is oversized: %d MiB, %d keys, and is not splitting", id, size, keys)
 	d.Evidence = []string{fmt.Sprintf("PD lists region %d in GET /pd/api/v1/regions/check/oversized-region (%d MiB, %d keys); %d regions are oversized in all", id, size, keys, total)}
-	d.RootCause = "TiKV splits a region once it grows past region-split-size / region-split-keys, checking every split-region-check-tick; a region far above that means the split checker is not keeping up (it scans the region and is IO-bound on large regions), splitting is disabled for the range, or region-max-size was raised (cases.md 14). Oversized regions make snapshots, leader balance and replica moves expensive and can make snapshots fail."
+	d.RootCause = "TiKV splits a region once it grows past region-split-size / region-split-keys, checking every split-region-check-tick; a region far above that means the split checker is not keeping up (it scans the region and is IO-bound on large regions), splitting is disabled for the range, or region-max-size was raised (PingCAP docs: tune-region-performance). Oversized regions make snapshots, leader balance and replica moves expensive and can make snapshots fail."
 	if total > 10 {
 		d.RootCause += fmt.Sprintf(" With %d oversized regions the cause is likely cluster-wide (TiKV split configuration or IO), not this region alone.", total)
 	}

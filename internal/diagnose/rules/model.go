@@ -15,7 +15,7 @@ import (
 // Facts the runbooks judge stores and PD operators by.
 const (
 	// recentRestart: a store that started less than this ago is still
-	// receiving leaders and catching up (cases.md 07 uses 10 min).
+	// receiving leaders and catching up (pingcap/tidb-operator#4483, pingcap/tiup#369 uses 10 min).
 	recentRestart = 10 * time.Minute
 	// heartbeatFresh: a store heartbeats every 10 s (TiKV
 	// pd-heartbeat-tick-interval); PD calls it Disconnected after 20 s.

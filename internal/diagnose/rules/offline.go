@@ -25,7 +25,7 @@ func cancelDrainRisks(id uint64) []string {
 	}
 }
 
-// storeOfflineStuck (store_offline_stuck, cases.md 01, 04, 11, 12).
+// storeOfflineStuck (store_offline_stuck, pingcap/tidb#10619, pingcap/tidb-ansible#632, tikv/tikv#18771, tikv/tikv#9918, tikv/pd#3730).
 func storeOfflineStuck(f *facts) *diagnose.Diagnosis {
 	id, _ := f.ev.uint("store_id")
 	if sid, ok := subjectStore(f); ok {
@@ -87,7 +87,7 @@ func storeOfflineStuck(f *facts) *diagnose.Diagnosis {
 		if len(targets) < len(up) {
 			why = fmt.Sprintf("only %d Up TiKV stores with free space (%d Up, the others low on space)", len(targets), len(up))
 		}
-		d.RootCause = fmt.Sprintf("The drain of store %d cannot finish: every region needs %d replicas on distinct stores, and PD has %s to put them on, so it never moves the last replicas off store %d (cases.md 01: \"you only have two tikv nodes but need at least three replicas\"; PD logs \"no extra up node has enough space\").", id, mr, why, id)
+		d.RootCause = fmt.Sprintf("The drain of store %d cannot finish: every region needs %d replicas on distinct stores, and PD has %s to put them on, so it never moves the last replicas off store %d (pingcap/tidb#10619: \"you only have two tikv nodes but need at least three replicas\"; PD logs \"no extra up node has enough space\").", id, mr, why, id)
 		d.Confidence = diagnose.ConfidenceHigh
 		if alive, hb := f.heartbeating(s); !alive {
 			d.Evidence = append(d.Evidence, hb)
@@ -102,26 +102,26 @@ func storeOfflineStuck(f *facts) *diagnose.Diagnosis {
 			id, why, mr, s.Status.RegionCount)
 		d.Risks = cancelDrainRisks(id)
 		if len(offline) > 1 {
-			d.Risks = append(d.Risks, fmt.Sprintf("Stores %s are all Offline: drain them one at a time (cases.md 04).", idList(offline)))
+			d.Risks = append(d.Risks, fmt.Sprintf("Stores %s are all Offline: drain them one at a time (pingcap/tidb-ansible#632).", idList(offline)))
 		}
 		return d
 	}
 	if len(lost) > 0 {
-		d.RootCause = fmt.Sprintf("Regions %s on store %d no longer have a majority of live voters: PD cannot change their membership (a conf change needs a quorum), so they cannot move off the store (cases.md 11 (b)).", idList(lost), id)
+		d.RootCause = fmt.Sprintf("Regions %s on store %d no longer have a majority of live voters: PD cannot change their membership (a conf change needs a quorum), so they cannot move off the store (tikv/tikv#18771 (b)).", idList(lost), id)
 		d.Confidence = diagnose.ConfidenceHigh
 		d.Risks = []string{"These regions are unavailable or one failure away from it; do not remove store " + fmt.Sprint(id) + "'s process.", noForce}
 		d.NoActionReason = page("regions %s lost their quorum; bring their other stores back up (unsafe recovery, pd-ctl unsafe remove-failed-stores, only as a last resort with PingCAP's guidance)", idList(lost))
 		return d
 	}
 	if s.Status.LeaderCount > 0 && !f.evicted[id] {
-		d.RootCause = fmt.Sprintf("PD has enough stores to place the replicas, but store %d still leads %d regions: as leader it must generate every snapshot for the replicas being moved away, and TiKV's snapshot IO limit makes the add-learner steps time out (cases.md 12, fixed by moving the leader first in PD#3730).", id, s.Status.LeaderCount)
+		d.RootCause = fmt.Sprintf("PD has enough stores to place the replicas, but store %d still leads %d regions: as leader it must generate every snapshot for the replicas being moved away, and TiKV's snapshot IO limit makes the add-learner steps time out (tikv/tikv#9918, tikv/pd#3730fixed by moving the leader first in PD#3730).", id, s.Status.LeaderCount)
 		d.Confidence = diagnose.ConfidenceMedium
 		d.ProposedAction = propose(tikv.ActionEvictLeader, map[string]any{"store_id": id}, action.WhenConvenient,
 			"Move the %d leaders off store %d (evict-leader-scheduler), the documented way to speed up a drain: the other replicas then send the snapshots, and store %d is being removed anyway.",
 			s.Status.LeaderCount, id, id)
 		d.Risks = []string{
 			"The other stores take over the reads and writes of these leaders.",
-			fmt.Sprintf("The evict-leader scheduler stays after the drain: remove it (remove_evict_leader %d) once the store is Tombstone, or it lingers (cases.md 07).", id),
+			fmt.Sprintf("The evict-leader scheduler stays after the drain: remove it (remove_evict_leader %d) once the store is Tombstone, or it lingers (pingcap/tidb-operator#4483, pingcap/tiup#369).", id),
 			noForce,
 		}
 		return d
@@ -133,7 +133,7 @@ func storeOfflineStuck(f *facts) *diagnose.Diagnosis {
 	return d
 }
 
-// upStoresBelowReplicas (up_stores_below_max_replicas, cases.md 01):
+// upStoresBelowReplicas (up_stores_below_max_replicas, pingcap/tidb#10619):
 // cancel the drain of an Offline store when one exists, else page.
 func upStoresBelowReplicas(f *facts) *diagnose.Diagnosis {
 	mr := f.maxReplicas()
@@ -178,7 +178,7 @@ func upStoresBelowReplicas(f *facts) *diagnose.Diagnosis {
 			continue
 		}
 		d.Evidence = append(d.Evidence, storeLine(s))
-		d.RootCause = fmt.Sprintf("Store %d is being drained although only %d TiKV stores would remain for max-replicas %d: PD cannot place every region's replicas on distinct stores, so regions stay under-replicated and the drain can never finish (cases.md 01).", id, holding, mr)
+		d.RootCause = fmt.Sprintf("Store %d is being drained although only %d TiKV stores would remain for max-replicas %d: PD cannot place every region's replicas on distinct stores, so regions stay under-replicated and the drain can never finish (pingcap/tidb#10619).", id, holding, mr)
 		d.Confidence = diagnose.ConfidenceHigh
 		enough := fmt.Sprintf("with it, %d TiKV stores hold replicas for max-replicas %d", holding+1, mr)
 		if holding+1 < mr {
@@ -205,7 +205,7 @@ func upStoresBelowReplicas(f *facts) *diagnose.Diagnosis {
 	return d
 }
 
-// regionOfflinePeer (region_offline_peer, cases.md 04): several stores
+// regionOfflinePeer (region_offline_peer, pingcap/tidb-ansible#632): several stores
 // draining at once leave regions with a quorum of voters on leaving
 // stores. Keep the most advanced drain going and cancel the one with the
 // most regions left; with one Offline store, page.
@@ -228,7 +228,7 @@ func regionOfflinePeer(f *facts) *diagnose.Diagnosis {
 			d.Evidence = append(d.Evidence, f.regionLine(r))
 		}
 	}
-	d.RootCause = "Several stores are being drained at the same time, so some regions have most of their voters on leaving stores; PD moves them slowly if at all, and losing those stores would cost these regions their quorum (cases.md 04: \"delete TiKVs one by one\")."
+	d.RootCause = "Several stores are being drained at the same time, so some regions have most of their voters on leaving stores; PD moves them slowly if at all, and losing those stores would cost these regions their quorum (pingcap/tidb-ansible#632: \"delete TiKVs one by one\")."
 	d.Confidence = diagnose.ConfidenceHigh
 	var cands []uint64
 	for _, id := range offline {
@@ -258,7 +258,7 @@ func regionOfflinePeer(f *facts) *diagnose.Diagnosis {
 	return d
 }
 
-// tombstonePileup (tombstone_pileup, cases.md 06): page; the cleanup is
+// tombstonePileup (tombstone_pileup, pingcap/tidb-operator#124, tikv/pd#4422): page; the cleanup is
 // DELETE /stores/remove-tombstone, which the catalog does not offer.
 func tombstonePileup(f *facts) *diagnose.Diagnosis {
 	n, _ := f.ev.uint("tombstone_count")
@@ -267,7 +267,7 @@ func tombstonePileup(f *facts) *diagnose.Diagnosis {
 	d := &diagnose.Diagnosis{
 		Summary:  fmt.Sprintf("%d Tombstone store records are kept by PD", n),
 		Evidence: []string{fmt.Sprintf("Tombstone stores (GET /pd/api/v1/stores/check?state=tombstone): %s", idList(ids))},
-		RootCause: "PD keeps the record of every removed store until someone runs remove-tombstone (or for 30 days); scale-in/scale-out cycles pile them up, and tooling that looks stores up by address can pick a Tombstone record that shares the address of a live store (cases.md 06). " +
+		RootCause: "PD keeps the record of every removed store until someone runs remove-tombstone (or for 30 days); scale-in/scale-out cycles pile them up, and tooling that looks stores up by address can pick a Tombstone record that shares the address of a live store (pingcap/tidb-operator#124, tikv/pd#4422). " +
 			"PD 4.0.13 had a bug where remove-tombstone silently skipped records (tikv/pd#4422).",
 		Confidence: diagnose.ConfidenceHigh,
 		Risks:      []string{"Low: Tombstone records hold no data. Removing them only changes what store lists show."},

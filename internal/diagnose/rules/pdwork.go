@@ -84,7 +84,7 @@ func slicesSortUniq(ids *[]uint64) {
 	*ids = sortedKeys(m)
 }
 
-// operatorTimeouts (operator_timeouts, cases.md 09, 12): PD keeps retrying
+// operatorTimeouts (operator_timeouts, tikv/pd#6573, tikv/tikv#9918, tikv/pd#3730): PD keeps retrying
 // an operator that times out. On a region with orphan learners left by
 // the timed-out attempts, remove the oldest one that is not the
 // replacement copy (as region_extra_peer); otherwise page with the
@@ -122,7 +122,7 @@ func operatorTimeouts(f *facts) *diagnose.Diagnosis {
 			d.NoActionReason = leaderlessPage([]*pd.Region{r})
 			return d
 		}
-		d.RootCause = "PD creates an operator for this region again and again and each times out: a step never completes (a learner that cannot receive or apply its snapshot — TiKV's snapshot IO limit on the sending store, cases.md 12 — or a rule checker bug leaving orphan learners, tikv/pd#6573, cases.md 09)."
+		d.RootCause = "PD creates an operator for this region again and again and each times out: a step never completes (a learner that cannot receive or apply its snapshot — TiKV's snapshot IO limit on the sending store, tikv/tikv#9918, tikv/pd#3730 — or a rule checker bug leaving orphan learners, tikv/pd#6573, tikv/pd#6573)."
 		if len(m.Learners()) > 0 && len(r.Peers) > f.maxReplicas() {
 			sf := *f
 			sf.ev = evidence{"sample_region_ids": mustJSON([]uint64{rid})}
@@ -170,16 +170,16 @@ func regionPendingPeerStuck(f *facts) *diagnose.Diagnosis {
 	if since := f.ev.str("oldest_pending_since"); since != "" {
 		d.Evidence = append(d.Evidence, "oldest pending since "+clipText(since, 40))
 	}
-	d.RootCause += " A peer pending this long is not merely slow: its snapshot may keep failing to apply (an oversized region, cases.md 14) or its store cannot receive."
+	d.RootCause += " A peer pending this long is not merely slow: its snapshot may keep failing to apply (an oversized region, PingCAP docs: tune-region-performance) or its store cannot receive."
 	return d
 }
 
-// storeDuplicateAddress (store_duplicate_address, cases.md 06): page.
+// storeDuplicateAddress (store_duplicate_address, pingcap/tidb-operator#124, tikv/pd#4422): page.
 func storeDuplicateAddress(f *facts) *diagnose.Diagnosis {
 	d := &diagnose.Diagnosis{
 		Summary:    "several store records share one address",
 		Confidence: diagnose.ConfidenceHigh,
-		RootCause:  "PD accepts a new store on the address of an old one once the old record is force-deleted (physically destroyed) or while it is Offline: tooling that finds stores by address (tiup, tidb-operator, scripts) may then act on the wrong record (cases.md 06). The newest record (highest store id) is the live one.",
+		RootCause:  "PD accepts a new store on the address of an old one once the old record is force-deleted (physically destroyed) or while it is Offline: tooling that finds stores by address (tiup, tidb-operator, scripts) may then act on the wrong record (pingcap/tidb-operator#124, tikv/pd#4422). The newest record (highest store id) is the live one.",
 		Risks:      []string{"A drain, a label or a scheduler applied by address may hit the old record instead of the live store."},
 	}
 	var by map[string][]uint64

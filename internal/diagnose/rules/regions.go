@@ -330,7 +330,7 @@ func regionPendingPeer(f *facts) *diagnose.Diagnosis {
 		}
 	}
 	d.Risks = []string{"A lagging follower cannot take over quickly if the leader fails; leader transfers to it are refused."}
-	// A huge region's snapshot keeps failing to apply (cases.md 14): the
+	// A huge region's snapshot keeps failing to apply (PingCAP docs: tune-region-performance): the
 	// follower can never catch up until the region is split.
 	for _, r := range samples {
 		if r.ApproximateSize < f.opts.UrgentRegionSizeMiB || len(r.PendingPeers) == 0 || !r.HasLeader() || f.halted() {
@@ -339,7 +339,7 @@ func regionPendingPeer(f *facts) *diagnose.Diagnosis {
 		if _, busy := f.runningOperator(r.ID); busy {
 			continue
 		}
-		d.RootCause += fmt.Sprintf(" Region %d is %d MiB: a snapshot that large keeps failing or timing out, so its pending peer never catches up (cases.md 14).", r.ID, r.ApproximateSize)
+		d.RootCause += fmt.Sprintf(" Region %d is %d MiB: a snapshot that large keeps failing or timing out, so its pending peer never catches up (PingCAP docs: tune-region-performance).", r.ID, r.ApproximateSize)
 		d.Confidence = diagnose.ConfidenceHigh
 		d.ProposedAction = propose(tikv.ActionSplitRegion, map[string]any{"region_id": r.ID, "policy": "approximate"}, action.Soon,
 			"Split region %d (%d MiB, pending peer on stores %s) at its approximate middle so that its snapshots shrink and the lagging peer can catch up; repeat on the halves, with policy scan if approximate picks a poor key.",
@@ -405,7 +405,7 @@ func regionMissPeer(f *facts) *diagnose.Diagnosis {
 	return d
 }
 
-// regionExtraPeer (region_extra_peer, cases.md 09): when a sample region
+// regionExtraPeer (region_extra_peer, tikv/pd#6573): when a sample region
 // has all its voters plus a learner on a TiKV store that no rule needs
 // (TiFlash learners are required by TiFlash replicas and left alone),
 // propose removing that learner; else page.
@@ -414,7 +414,7 @@ func regionExtraPeer(f *facts) *diagnose.Diagnosis {
 	samples := f.sampleRegions(d)
 	mr := f.maxReplicas()
 	d.Evidence = append(d.Evidence, fmt.Sprintf("max-replicas %d, placement rules enabled: %s", mr, orUnknown(f.c.Replication.EnablePlacementRules)))
-	d.RootCause = "Regions carry more peers than max-replicas or their placement rules ask for. PD's rule checker normally removes extra peers within seconds; when they persist, it is refusing to (tikv/pd#6573: with a down voter the checker left orphan learners behind while replace-down-peer operators kept timing out, cases.md 09)."
+	d.RootCause = "Regions carry more peers than max-replicas or their placement rules ask for. PD's rule checker normally removes extra peers within seconds; when they persist, it is refusing to (tikv/pd#6573: with a down voter the checker left orphan learners behind while replace-down-peer operators kept timing out, tikv/pd#6573)."
 	d.Confidence = diagnose.ConfidenceMedium
 	d.Risks = []string{"Extra learners use disk and receive every write; left alone they accumulate."}
 	if f.halted() {

@@ -1,6 +1,6 @@
 // Package rules is the default diagnosis backend: offline and
 // deterministic, one runbook per invariant, written from how TiKV
-// operators resolve these problems (/work/shared/cases.md) and from PD's
+// operators resolve these problems (public PD and TiKV issue reports) and from PD's
 // own behaviour (/work/shared/pd-api.md).
 //
 // Every Diagnosis has a summary, a root cause, evidence lines carrying the

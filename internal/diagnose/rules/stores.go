@@ -199,7 +199,7 @@ func storeSlow(f *facts) *diagnose.Diagnosis {
 		d.Risks = []string{"Evicting leaders from several stores concentrates load on the rest and can make things worse."}
 		d.NoActionReason = page("stores %s are slow at once; look for a shared cause (load, storage, network) before moving leaders", idList(slow))
 	case f.evicted[id]:
-		d.Risks = []string{fmt.Sprintf("The evict-leader scheduler on store %d must be removed after the disk is fixed (remove_evict_leader), or leaders never come back (cases.md 07).", id)}
+		d.Risks = []string{fmt.Sprintf("The evict-leader scheduler on store %d must be removed after the disk is fixed (remove_evict_leader), or leaders never come back (pingcap/tidb-operator#4483, pingcap/tiup#369).", id)}
 		d.NoActionReason = page("store %d's leaders are already evicted (evict-leader-scheduler); fix or replace its disk", id)
 	case s.Status.LeaderCount == 0:
 		d.RootCause += fmt.Sprintf(" It already leads no region (PD's %s evicted them, or they moved away).", schedEvictSlow)
@@ -217,7 +217,7 @@ func storeSlow(f *facts) *diagnose.Diagnosis {
 			s.Status.LeaderCount, id, why)
 		d.Risks = []string{
 			fmt.Sprintf("The %d other healthy stores take the leaders' reads and writes.", others),
-			fmt.Sprintf("The scheduler stays until removed: after fixing the disk, remove_evict_leader %d, or the store never leads again (cases.md 07).", id),
+			fmt.Sprintf("The scheduler stays until removed: after fixing the disk, remove_evict_leader %d, or the store never leads again (pingcap/tidb-operator#4483, pingcap/tiup#369).", id),
 			"If the slowness comes from load rather than the disk, moving leaders moves the problem.",
 		}
 	}
@@ -262,13 +262,13 @@ func (r spaceRow) line() string {
 	return s
 }
 
-// unexplained reports cases.md 19's check: capacity - available - used >
+// unexplained reports tikv/pd#9858, tikv/pd#6252's check: capacity - available - used >
 // max(10% of capacity, 50 GiB), other data on the disk.
 func (r spaceRow) unexplained() bool {
 	return r.used > 0 && r.other > max(r.capacity/10, 50<<30)
 }
 
-// storeLowSpace (store_low_space, cases.md 18, 19): always page. With
+// storeLowSpace (store_low_space, tikv/tikv#5420, tikv/pd#9858, tikv/pd#6252): always page. With
 // every store low, balancing cannot help; with room elsewhere, PD's
 // balance-region moves regions off by itself. Never raise low-space-ratio:
 // it hides a disk that is really filling up.
@@ -323,15 +323,15 @@ func storeLowSpace(f *facts) *diagnose.Diagnosis {
 		below = "just under " + pct(1-ratio)
 	}
 	d.Summary = fmt.Sprintf("store %d is low on space: %s of %s available (%s)", id, bytesOf(self.avail), bytesOf(self.capacity), below)
-	never := "Do not raise low-space-ratio (set_low_space_threshold): it only hides a disk that is really filling up (cases.md 18, 19)."
+	never := "Do not raise low-space-ratio (set_low_space_threshold): it only hides a disk that is really filling up (tikv/tikv#5420, tikv/pd#9858, tikv/pd#6252)."
 	switch {
 	case len(room) == 0:
-		d.RootCause = fmt.Sprintf("Every TiKV store is at or near its low-space threshold (low: %s): there is nowhere to move regions, so balancing cannot help (cases.md 18). Once a store is full, TiKV stops with \"No space left on device\" and cannot restart.", idList(low))
+		d.RootCause = fmt.Sprintf("Every TiKV store is at or near its low-space threshold (low: %s): there is nowhere to move regions, so balancing cannot help (tikv/tikv#5420). Once a store is full, TiKV stops with \"No space left on device\" and cannot restart.", idList(low))
 		d.Confidence = diagnose.ConfidenceHigh
 		d.Risks = []string{"Stores that fill up stop accepting writes and may not restart.", never}
 		d.NoActionReason = page("every store is low on space; add capacity (new TiKV stores or bigger disks) or delete data (DROP/TRUNCATE, then GC), watching time to full per store; TiKV's space_placeholder_file is the emergency reserve if a store crashes")
 	case self.unexplained():
-		d.RootCause = fmt.Sprintf("On store %d, %s of the disk is used by something other than TiKV (capacity - available - used_size): the disk is shared with other data (logs, backups, another TiKV), which PD cannot move (cases.md 19, tikv/pd#9858).", id, bytesOf(self.other))
+		d.RootCause = fmt.Sprintf("On store %d, %s of the disk is used by something other than TiKV (capacity - available - used_size): the disk is shared with other data (logs, backups, another TiKV), which PD cannot move (tikv/pd#9858, tikv/pd#6252tikv/pd#9858).", id, bytesOf(self.other))
 		d.Confidence = diagnose.ConfidenceHigh
 		d.Risks = []string{"The foreign data keeps growing and fills the disk regardless of how regions are balanced.", never}
 		d.NoActionReason = page("find and remove the non-TiKV data on store %d's disk (%s unexplained), or give TiKV its own disk", id, bytesOf(self.other))
@@ -372,7 +372,7 @@ func clusterSpaceUsed(f *facts) *diagnose.Diagnosis {
 	d := &diagnose.Diagnosis{
 		Summary:    fmt.Sprintf("cluster space used %s: %s of %s", pct(ratio), bytesOf(used), bytesOf(capacity)),
 		Evidence:   []string{fmt.Sprintf("sum of used_size / capacity over non-Tombstone stores: %s (%s)", pct(ratio), f.ev.str("used_source"))},
-		RootCause:  "The data stored has grown close to the cluster's total capacity: balancing moves data between stores but cannot create room (cases.md 18).",
+		RootCause:  "The data stored has grown close to the cluster's total capacity: balancing moves data between stores but cannot create room (tikv/tikv#5420).",
 		Confidence: diagnose.ConfidenceHigh,
 		Risks:      []string{"When stores fill up they stop accepting writes; a full TiKV may not restart.", "Do not raise low-space-ratio: it hides the problem."},
 	}
@@ -383,7 +383,7 @@ func clusterSpaceUsed(f *facts) *diagnose.Diagnosis {
 	return d
 }
 
-// storeCapacitySuspect (store_capacity_suspect, cases.md 19): page.
+// storeCapacitySuspect (store_capacity_suspect, tikv/pd#9858, tikv/pd#6252): page.
 func storeCapacitySuspect(f *facts) *diagnose.Diagnosis {
 	id, _ := f.ev.uint("store_id")
 	if sid, ok := subjectStore(f); ok {
