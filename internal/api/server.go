@@ -61,6 +61,9 @@ type Options struct {
 	// Verify runs the audit chain verification with the daemon's key and
 	// checkpoint.
 	Verify func(ctx context.Context) (store.VerifyReport, error)
+	// Windows are the configured maintenance windows, listed with the
+	// silences (MaintenanceSilences).
+	Windows []store.Silence
 	// Version is reported by whoami.
 	Version string
 	Logger  *slog.Logger
@@ -110,6 +113,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/reverts/{id}/extend", s.authn(auth.Approver, s.object(s.extendRevert)))
 	mux.HandleFunc("GET /api/v1/audit", s.authn(auth.Viewer, s.listAudit))
 	mux.HandleFunc("GET /api/v1/audit/verify", s.authn(auth.Viewer, s.verify))
+	mux.HandleFunc("GET /api/v1/silences", s.authn(auth.Viewer, s.listSilences))
+	mux.HandleFunc("POST /api/v1/silences", s.authn(auth.Approver, s.createSilence))
+	mux.HandleFunc("POST /api/v1/silences/{id}/expire", s.authn(auth.Approver, s.object(s.expireSilence)))
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, CodeNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -540,7 +546,7 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		writeErr(w, http.StatusNotFound, CodeNotFound, msg)
 	case errors.Is(err, executor.ErrForbidden):
 		writeErr(w, http.StatusForbidden, CodeForbidden, msg)
-	case errors.As(err, &te), errors.As(err, &tt), errors.Is(err, store.ErrFollowUpState):
+	case errors.As(err, &te), errors.As(err, &tt), errors.Is(err, store.ErrFollowUpState), errors.Is(err, store.ErrSilenceOver):
 		writeErr(w, http.StatusConflict, CodeWrongState, msg)
 	case errors.Is(err, store.ErrExpired):
 		writeErr(w, http.StatusConflict, CodeExpired, msg)

@@ -287,7 +287,7 @@ func newNotifier(cfg config.Config, st *store.Store, ex *executor.Executor, reg 
 	}
 	n.deliverer = notify.New(notify.Options{Store: st, Sinks: sinks, Routes: routes,
 		MaxAttempts: cfg.Notify.MaxAttempts, Backoff: cfg.Notify.Backoff.Duration, MaxBackoff: cfg.Notify.MaxBackoff.Duration,
-		Logger: log.With("component", "notify"), Registerer: reg})
+		Logger: log.With("component", "notify"), Registerer: reg, Silences: silenceMatcher(cfg, st)})
 	return n
 }
 

@@ -224,6 +224,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ProposalTTL:  cfg.Actions.Expiry.Duration,
 		TicketBudget: cfg.Diagnosis.TokenBudget,
 		Rejected:     st.RejectedSinceAsked,
+		Silenced:     silenceNote(silenceMatcher(cfg, st)),
 		Logger:       log,
 		Allow:        Allowed(),
 		Fallback:     Fallback(cfg, log),

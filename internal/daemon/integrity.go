@@ -87,6 +87,7 @@ func newAPI(cfg config.Config, st *store.Store, ex *executor.Executor, keyDir, v
 		Store: st, Executor: ex, Tokens: tokens,
 		ProxyUserHeader: cfg.Auth.ProxyUserHeader, ProxyTrusted: trusted, ProxyRoles: cfg.Auth.ProxyRoles,
 		Verify:  auditVerifier(st, keyDir, log),
+		Windows: api.MaintenanceSilences(cfg.Maintenance),
 		Version: version, Logger: log.With("component", "api"),
 	}), nil
 }

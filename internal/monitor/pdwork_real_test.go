@@ -117,9 +117,12 @@ func TestRealPDWork(t *testing.T) {
 		}
 		t.Logf("store %d had %d leaders; %d moved to store %d", from, before, moved, to)
 		tk := r.opened(key, time.Minute)
+		// PD may see the leaders leave over two polls: the drop is judged
+		// between the last two.
 		e := ev(t, tk.FirstEvidence)
-		if e["leader_count_before"].(float64) != float64(before) || e["leader_count_after"].(float64)*2 > float64(before) {
-			t.Errorf("evidence %v", e)
+		b, a := e["leader_count_before"].(float64), e["leader_count_after"].(float64)
+		if b > float64(before) || b-a < 2 || a*2 > b {
+			t.Errorf("evidence %v (store had %d leaders)", e, before)
 		}
 		// The drop is held for LeaderDropHold, then the ticket resolves.
 		r.resolved(key, time.Minute)
@@ -169,9 +172,15 @@ func TestRealPDWork(t *testing.T) {
 			t.Fatal("store_offline_stuck fired early after the restart")
 		}
 		tk := r.opened(stuckKey, time.Minute)
-		if d := tk.FirstSeen.Sub(flatSince); d < pdWorkOfflineStuckAfter || d > pdWorkOfflineStuckAfter+5*time.Second {
-			t.Errorf("store_offline_stuck fired %s after the drain stopped, want %s (the restart must neither shorten nor restart the window)",
-				d, pdWorkOfflineStuckAfter)
+		// Not early, and the window is the one that began before the
+		// restart (restored, not started again).
+		if d := tk.FirstSeen.Sub(flatSince); d < pdWorkOfflineStuckAfter {
+			t.Errorf("store_offline_stuck fired %s after the drain stopped, want >= %s", d, pdWorkOfflineStuckAfter)
+		}
+		since, err := time.Parse(time.RFC3339Nano, fmt.Sprint(ev(t, tk.FirstEvidence)["unchanged_since"]))
+		if err != nil || !since.Equal(flatSince) {
+			t.Errorf("store_offline_stuck unchanged since %v (%v), want %v: the restart started the window again",
+				since, err, flatSince)
 		}
 		// Restart while it fires: nothing resolves.
 		r.newMonitor()

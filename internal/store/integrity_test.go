@@ -308,3 +308,24 @@ func TestRejectedSinceAsked(t *testing.T) {
 		t.Errorf("after a person's re-diagnosis request: %+v", got)
 	}
 }
+
+func TestLatestProposals(t *testing.T) {
+	s, _, _ := keyed(t)
+	ctx := context.Background()
+	a := proposed(t, s, "store:1")
+	pa, _ := s.Proposal(ctx, a)
+	// A second proposal on the same ticket (re-diagnosis) is the latest.
+	if err := s.RequestRediagnosis(ctx, pa.TicketID, "again", t0); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.SaveDiagnosis(ctx, pa.TicketID, DiagnosisInput{Markdown: "m", Backend: "rules", Proposal: &action.Proposal{
+		ActionType: "remove_store", Params: []byte(`{"store_id":5}`), ExpiresAt: t0.Add(time.Hour)}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, _, _ := s.Observe(ctx, obs("store_down", "store:9", `{}`), t0) // no proposal
+	got, err := s.LatestProposals(ctx, []int64{pa.TicketID, tk.ID, 999})
+	if err != nil || len(got) != 1 || got[pa.TicketID].ID != b {
+		t.Errorf("LatestProposals = %+v, %v (want proposal %d for ticket %d only)", got, err, b, pa.TicketID)
+	}
+}

@@ -134,16 +134,19 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 	if err != nil {
 		return err
 	}
+	ids := make([]int64, len(ts))
+	for i, t := range ts {
+		ids[i] = t.ID
+	}
+	latest, err := st.LatestProposals(ctx, ids) // one query, not one per row
+	if err != nil {
+		return err
+	}
 	rows := make([]Row, len(ts))
 	for i, t := range ts {
 		rows[i].Ticket = t
-		// Proposals are newest first: the first is the latest.
-		ps, err := st.Proposals(ctx, store.ProposalFilter{TicketID: t.ID, Limit: 1})
-		if err != nil {
-			return err
-		}
-		if len(ps) > 0 {
-			rows[i].ActionID, rows[i].ActionType, rows[i].ActionStatus = ps[0].ID, ps[0].ActionType, ps[0].Status
+		if p, ok := latest[t.ID]; ok {
+			rows[i].ActionID, rows[i].ActionType, rows[i].ActionStatus = p.ID, p.ActionType, p.Status
 		}
 	}
 	if opts.Format == cmdutil.FormatJSON {
