@@ -25,6 +25,7 @@ import (
 	"github.com/tikvops/operator/internal/cli/record"
 	"github.com/tikvops/operator/internal/cli/replay"
 	"github.com/tikvops/operator/internal/cli/run"
+	"github.com/tikvops/operator/internal/cli/silence"
 	"github.com/tikvops/operator/internal/cli/tickets"
 	"github.com/tikvops/operator/internal/cli/version"
 	"github.com/tikvops/operator/internal/pd"
@@ -160,6 +161,7 @@ environment ($OPERATOR_PD, $OPERATOR_DB, ...) < flags.`,
 		check.NewCmdCheck(f, nil),
 		tickets.NewCmdTickets(f),
 		notifications.NewCmdNotifications(f),
+		silence.NewCmdSilence(f),
 		actions.NewCmdActions(f),
 		audit.NewCmdAudit(f),
 		configcmd.NewCmdConfig(f),

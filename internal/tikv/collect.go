@@ -82,6 +82,20 @@ const StoreRegionsReadLimit = 1000
 // 3.0) is recorded in Snapshot.Unavailable instead: not a failure. Snapshot.Time is PD's Date header of GET /stores
 // (the local clock if PD sent none). It never lists all regions.
 func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
+	return collect(ctx, c, nil)
+}
+
+// reusedCheck is a check list read by an earlier Collect that collect puts
+// in the snapshot instead of reading it again (Collector).
+type reusedCheck struct {
+	regions []pd.Region
+	sum     *CheckSummary
+	readAt  time.Time
+}
+
+// collect is Collect; the checks in reuse are not read but taken from
+// there (and named in Snapshot.ReusedChecks).
+func collect(ctx context.Context, c *pd.Client, reuse map[string]reusedCheck) (*Snapshot, error) {
 	stores, now, err := c.StoresWithTime(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("collect: %w", err)
@@ -150,6 +164,14 @@ func Collect(ctx context.Context, c *pd.Client) (*Snapshot, error) {
 		return err
 	})
 	for _, name := range CollectChecks {
+		if rc, ok := reuse[name]; ok {
+			s.Checks[name], s.CheckSummaries[name] = rc.regions, rc.sum
+			if s.ReusedChecks == nil {
+				s.ReusedChecks = map[string]time.Time{}
+			}
+			s.ReusedChecks[name] = rc.readAt
+			continue
+		}
 		run(SourceCheck(name), func(ctx context.Context) error {
 			regions, sum, err := streamCheck(ctx, c, name, CheckKeepRegions)
 			if err == nil {

@@ -47,6 +47,12 @@ type Snapshot struct {
 	// breakdown over every region PD listed (one streaming pass); nil in
 	// hand-built snapshots: use CheckCount.
 	CheckSummaries map[string]*CheckSummary
+	// ReusedChecks names the check lists (and summaries) a Collector took
+	// from an earlier read instead of reading them again, with the PD time
+	// of that read: PD's per-cycle count (pd_regions_status in /metrics)
+	// was unchanged since. Nil when every list was read now (always with
+	// Collect). Shared with other snapshots: never modify those lists.
+	ReusedChecks map[string]time.Time
 	// HotWrite is GET /hotspot/regions/write.
 	HotWrite pd.HotRegions
 	// HotStores is GET /hotspot/stores.
