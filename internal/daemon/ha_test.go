@@ -283,15 +283,19 @@ lease-ttl = %q
 	if err := json.Unmarshal(p1.Params, &params); err != nil || p1.ActionType != "transfer_leader" {
 		t.Fatalf("proposal %+v: %v", p1, err)
 	}
+	// PD's answers, retried through a PD leader change (a loaded machine
+	// can make PD's own leader lease lapse: "redirect to not leader").
 	leaderStore := func(region uint64) uint64 {
 		var r struct {
 			Leader struct {
 				StoreID uint64 `json:"store_id"`
 			} `json:"leader"`
 		}
-		if err := c.GetJSON(ctx, "/region/id/"+strconv.FormatUint(region, 10), &r); err != nil {
-			t.Fatal(err)
-		}
+		var err error
+		waitFor(t, fmt.Sprintf("PD to answer for region %d", region), 30*time.Second, func() bool {
+			err = c.GetJSON(ctx, "/region/id/"+strconv.FormatUint(region, 10), &r)
+			return err == nil
+		})
 		return r.Leader.StoreID
 	}
 	from := leaderStore(params.RegionID)
@@ -306,9 +310,7 @@ lease-ttl = %q
 			} `json:"leader"`
 		} `json:"regions"`
 	}
-	if err := c.GetJSON(ctx, "/regions", &regions); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "PD's regions", 30*time.Second, func() bool { return c.GetJSON(ctx, "/regions", &regions) == nil })
 	var other uint64
 	for _, r := range regions.Regions {
 		if r.ID != params.RegionID && r.Leader.StoreID == from {

@@ -551,9 +551,22 @@ func TestRealStoreStoppedAndRestarted(t *testing.T) {
 	for _, k := range []string{discKey, downKey, belowKey, peerKey} {
 		r.resolved(k, 2*time.Minute)
 	}
+	// One ticket per key of this incident. Only this incident's keys are
+	// counted: on a starved 2-core machine PD once saw another store miss
+	// its heartbeats for one poll (a store_down ticket of that store, x1),
+	// which is not what this test is about.
 	for name, key := range map[string]string{invariant.NameStoreDisconnected: discKey, invariant.NameStoreDown: downKey,
 		invariant.NameUpStoresBelowReplicas: belowKey, invariant.NameRegionDownPeer: peerKey} {
-		res := r.exactlyOne(name, key, ticket.Resolved)
+		var same []ticket.Ticket
+		for _, tk := range r.tickets(name) {
+			if tk.Key == key {
+				same = append(same, tk)
+			}
+		}
+		if len(same) != 1 || same[0].Status != ticket.Resolved {
+			t.Fatalf("%s tickets = %s, want one resolved", key, ticketList(same))
+		}
+		res := same[0]
 		if res.ResolvedAt == nil || res.ClearedAt == nil || res.ResolvedAt.Sub(*res.ClearedAt) < realQuiet {
 			t.Errorf("%s resolved without its quiet period: cleared %v resolved %v", key, res.ClearedAt, res.ResolvedAt)
 		}

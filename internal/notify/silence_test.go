@@ -111,7 +111,13 @@ func TestSilenceThroughAPIMutesNotifications(t *testing.T) {
 	verify := func(ctx context.Context) (store.VerifyReport, error) {
 		return st.VerifyWith(ctx, store.VerifyOptions{PublicKey: key.Public(), KeyDir: dir})
 	}
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Tokens: tokens, Verify: verify,
+	// A configured maintenance window on store 6 behaves the same.
+	windows := api.MaintenanceSilences([]config.Maintenance{{Store: "6", Invariant: "store_disconnected",
+		Start: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), End: time.Now().Add(time.Hour).UTC().Format(time.RFC3339), Reason: "rack move"}})
+	if len(windows) != 1 {
+		t.Fatalf("windows = %+v", windows)
+	}
+	srv := httptest.NewServer(api.New(api.Options{Store: st, Tokens: tokens, Verify: verify, Windows: windows,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}).Handler())
 	t.Cleanup(srv.Close)
 	alice, carol := api.NewURLClient(srv.URL, secrets["alice"]), api.NewURLClient(srv.URL, secrets["carol"])
@@ -121,7 +127,7 @@ func TestSilenceThroughAPIMutesNotifications(t *testing.T) {
 	fs := newFakeSlack(t)
 	sk := NewSlack(config.SlackSink{Name: "team", Token: "xoxb-test", Channel: "C123", APIURL: fs.srv.URL}, "", st)
 	d := New(Options{Store: st, Sinks: []Sink{NewWebhook("hook", hook.srv.URL, hookSecret, nil), sk},
-		Silences: &store.SilenceMatcher{Store: st}, ReleaseEvery: time.Nanosecond})
+		Silences: &store.SilenceMatcher{Store: st, Windows: windows}, ReleaseEvery: time.Nanosecond})
 	once := func() {
 		t.Helper()
 		if err := d.Once(ctx); err != nil {
@@ -159,14 +165,19 @@ func TestSilenceThroughAPIMutesNotifications(t *testing.T) {
 	if sl.ID != 1 || sl.Subject != "store:4" || sl.CreatedBy != "alice" || sl.CreatedRole != "approver" || sl.CreatedVia != "token" || sl.Signature == "" {
 		t.Fatalf("silence = %+v", sl)
 	}
-	if ls, err := carol.Silences(ctx, true); err != nil || len(ls) != 1 || ls[0].ID != 1 {
+	if ls, err := carol.Silences(ctx, true); err != nil || len(ls) != 2 || ls[0].Window != 1 || ls[1].ID != 1 {
 		t.Fatalf("active silences = %+v, %v", ls, err)
 	}
 
 	muted := observe("store_disconnected", "store:4")
 	held := observe("store_low_space", "store:4")
 	loud := observe("store_disconnected", "store:5")
+	rack := observe("store_disconnected", "store:6")
+	rackOther := observe("store_slow", "store:6")
 	once()
+	if hook.got(opened(rack)) || !hook.got(opened(rackOther)) {
+		t.Errorf("maintenance window on store_disconnected of store 6: hook %v", hook.keys)
+	}
 	slackOpened := func(tk ticket.Ticket) bool { return fs.mentions("ticket " + itoa(tk.ID) + " opened") }
 	if !hook.got(opened(loud)) || !slackOpened(loud) {
 		t.Errorf("store 5's ticket not notified: hook %v", hook.keys)
@@ -178,10 +189,16 @@ func TestSilenceThroughAPIMutesNotifications(t *testing.T) {
 		t.Errorf("the silence's creation was not told: hook %v", hook.keys)
 	}
 	ds, err := st.Deliveries(ctx, store.DeliveryFilter{Statuses: []string{store.DeliverySilenced}})
-	if err != nil || len(ds) != 4 {
-		t.Fatalf("silenced deliveries %d (want 2 tickets x 2 sinks), %v", len(ds), err)
+	if err != nil || len(ds) != 6 {
+		t.Fatalf("silenced deliveries %d (want 3 tickets x 2 sinks), %v", len(ds), err)
 	}
 	for _, dl := range ds {
+		if dl.Event.Ticket.ID == rack.ID {
+			if dl.SilencedBy != "maintenance window 1" || !strings.Contains(dl.LastError, "(rack move, by config)") {
+				t.Errorf("delivery muted by the window: %+v", dl)
+			}
+			continue
+		}
 		if dl.SilencedBy != "#1" || !strings.Contains(dl.LastError, "silenced by #1 until") {
 			t.Errorf("silenced delivery %+v", dl)
 		}

@@ -165,11 +165,13 @@ func collect(ctx context.Context, c *pd.Client, reuse map[string]reusedCheck) (*
 	})
 	for _, name := range CollectChecks {
 		if rc, ok := reuse[name]; ok {
+			mu.Lock() // reads of the other checks are running
 			s.Checks[name], s.CheckSummaries[name] = rc.regions, rc.sum
 			if s.ReusedChecks == nil {
 				s.ReusedChecks = map[string]time.Time{}
 			}
 			s.ReusedChecks[name] = rc.readAt
+			mu.Unlock()
 			continue
 		}
 		run(SourceCheck(name), func(ctx context.Context) error {

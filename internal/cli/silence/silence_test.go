@@ -2,6 +2,7 @@ package silence_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -61,5 +62,23 @@ func TestSilenceCommands(t *testing.T) {
 	}
 	if code, out, _ := run(t, db, "silence", "list"); code != 0 || !strings.Contains(out, "expired by "+me) {
 		t.Errorf("list after expire: exit %d\n%s", code, out)
+	}
+
+	// `operator audit verify` finds a silence edited by hand.
+	if code, out, errOut := run(t, db, "audit", "verify"); code != 0 {
+		t.Fatalf("verify before the edit: exit %d\n%s%s", code, out, errOut)
+	}
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range []string{`DROP TRIGGER silences_no_update`, `UPDATE silences SET ends_at = '2099-01-01T00:00:00.000000000Z'`} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errOut := run(t, db, "audit", "verify"); code != 8 || !strings.Contains(errOut, "silence 1 content does not match its hash") {
+		t.Errorf("verify after editing silence 1: exit %d: %s", code, errOut)
 	}
 }
