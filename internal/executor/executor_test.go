@@ -19,6 +19,7 @@ import (
 	"github.com/tikvops/operator/internal/action"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/store"
+	"github.com/tikvops/operator/internal/testcluster"
 	"github.com/tikvops/operator/internal/ticket"
 	"github.com/tikvops/operator/internal/tikv"
 )
@@ -102,13 +103,19 @@ func TestApproveExecutesTransferLeader(t *testing.T) {
 	}
 	verifyOK(t, h.st)
 
-	// The ticket's invariant held again: resolved.
+	// The ticket's invariant held again: resolved (the re-evaluation runs
+	// right after the outcome is recorded, so wait for it).
+	var tk ticket.Ticket
+	werr := testcluster.WaitFor(ctxT(t, 30*time.Second), func() (bool, error) {
+		var err error
+		tk, err = h.st.Ticket(context.Background(), p.TicketID)
+		return err == nil && tk.Status == ticket.Resolved, err
+	})
+	if werr != nil {
+		t.Errorf("ticket after a fixing execution: %s, %v", tk.Status, werr)
+	}
 	if reevaluated.Load() != 1 {
 		t.Errorf("re-evaluated %d times, want 1", reevaluated.Load())
-	}
-	tk, err := h.st.Ticket(context.Background(), p.TicketID)
-	if err != nil || tk.Status != ticket.Resolved {
-		t.Errorf("ticket after a fixing execution: %s, %v", tk.Status, err)
 	}
 	if n := testutil.ToFloat64(e.m.executions.WithLabelValues(tikv.ActionTransferLeader, resultCompleted)); n != 1 {
 		t.Errorf("executions_total{completed} = %v", n)
