@@ -254,7 +254,8 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
   curl -s '$pd_url/pd/api/v1/schedulers?status=paused'        # balance-leader no longer listed
   sleep 30; curl -s $pd_url/pd/api/v1/stores | grep -E '"(id|leader_count)"'   # PD evened them out
 
-  # 4. The ticket resolves (after the 10 s quiet period), and the signed audit trail holds.
+  # 4. The ticket resolved (the executor re-checked it right after the action), and the signed
+  #    audit trail holds.
   bin/operator tickets list
   bin/operator tickets show $ticket_id
   bin/operator audit list
@@ -267,16 +268,17 @@ $(printf '\033[1m')==> The demo is running. Next, copy and paste (README.md has 
   curl -s -XPOST $ctl_url/v1/stores/$spare/start      # back: the tickets resolve after the quiet period
 
   # 6. Reject path: pause the scheduler and skew the leaders again (a new ticket, linked to the
-  #    resolved one); the rules propose action $((action_id + 1)), which you reject; approving it
-  #    afterwards is refused (exit 4).
+  #    resolved one); the rules propose a new action, which you reject; approving it afterwards
+  #    is refused (exit 4). Other tickets may have opened meanwhile: take the newest pending id.
   curl -s -XPOST $pd_url/pd/api/v1/schedulers/balance-leader-scheduler -d '{"delay": 3600}'
   curl -s -XPOST $ctl_url/v1/stores/${store_ids[0]}/take-leaders
   sleep 10; bin/operator actions list --status pending     # pending = proposed or dry_run
-  bin/operator actions reject $((action_id + 1)) --reason "moving leaders by hand tonight"
-  bin/operator actions approve $((action_id + 1))
+  A2=\$(bin/operator -o json actions list --status pending | grep -m1 '"id"' | grep -o '[0-9]\+')
+  bin/operator actions reject \$A2 --reason "moving leaders by hand tonight"
+  bin/operator actions approve \$A2
 
-  # 7. From another host: a token over HTTP. Add the printed [[auth.tokens]] entry to
-  #    demo/operator.toml and restart the daemon (scripts/demo.sh docs: README.md).
+  # 7. A token over HTTP, as from another host: README.md ("Ask for a new diagnosis ...")
+  #    shows the whole sequence (rediagnose, token, restart, approve with --server --token).
   bin/operator auth token tara --role approver
 
   # Metrics and health of the daemon:

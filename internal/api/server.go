@@ -159,7 +159,7 @@ func (s *Server) Identify(r *http.Request) (auth.Identity, error) {
 			return auth.Identity{Name: user, Role: role, Via: "proxy"}, nil
 		}
 	}
-	return auth.Identity{}, errors.New("no credentials: use the daemon's Unix socket, or send Authorization: Bearer TOKEN")
+	return auth.Identity{}, errors.New("no credentials: use the daemon's Unix socket, or a token (CLI: --token TOKEN or $OPERATOR_TOKEN; HTTP: Authorization: Bearer TOKEN)")
 }
 
 func (s *Server) trustedProxy(remote string) bool {

@@ -96,7 +96,7 @@ func (e *Executor) ApproveAs(ctx context.Context, id int64, who auth.Identity, d
 	}
 	need := e.policy.RequiredFor(a.Spec().Risk)
 	np, n, err := e.st.ApproveBound(ctx, id, store.Approval{
-		By: who.Name, Role: string(who.Role), OnBehalfOf: d.OnBehalfOf,
+		By: who.Name, Role: string(who.Role), OnBehalfOf: d.OnBehalfOf, Via: viaOf(who),
 		EvidenceDigest: d.EvidenceDigest, TTL: e.policy.ApprovalTTL, Required: need,
 	}, now)
 	if errors.Is(err, store.ErrPolicy) {
@@ -286,4 +286,13 @@ func dryRunMessage(r action.DryRunResult) string {
 		b.WriteString(strings.Join(r.Warnings, "; "))
 	}
 	return b.String()
+}
+
+// viaOf is how who was authenticated, for the approval record's message;
+// "" for in-process callers (tests, tools).
+func viaOf(who auth.Identity) string {
+	if who.Via == "internal" || who.Via == "test" {
+		return ""
+	}
+	return who.Via
 }

@@ -260,6 +260,9 @@ type Approval struct {
 	Role string
 	// OnBehalfOf names the person an admin approves for ("" for none).
 	OnBehalfOf string
+	// Via says how By was authenticated (unix, token, proxy, slack,
+	// console); it ends the record's message.
+	Via string
 	// EvidenceDigest is the hash of the proposal's latest dry-run record
 	// the approver saw, or "" when none was shown. When the proposal has a
 	// dry run and the digest names another one, the approval is refused
@@ -364,6 +367,9 @@ func (s *Store) ApproveBound(ctx context.Context, id int64, a Approval, now time
 		msg := "approved by " + a.By
 		if a.OnBehalfOf != "" {
 			msg += " on behalf of " + a.OnBehalfOf
+		}
+		if a.Via != "" {
+			msg += " via " + a.Via
 		}
 		if count < required {
 			msg += fmt.Sprintf(" (approval %d of %d required)", count, required)

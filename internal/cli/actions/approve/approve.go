@@ -312,7 +312,7 @@ func finished(opts *ApproveOptions, v api.ActionView) error {
 		}
 	} else {
 		renderOutcome(opts.IO.Out, p, rec)
-		renderTicket(opts.IO.Out, p.TicketID, v.TicketStatus, opts.Bin)
+		renderTicket(opts.IO.Out, p.TicketID, v.TicketStatus, p.Status, opts.Bin)
 	}
 	if p.Status != action.Completed {
 		return fmt.Errorf("%w: action %d %s: %s", cmdutil.ErrActionFailed, p.ID, p.Status, safetext.Line(p.Result, safetext.MaxText))
@@ -340,13 +340,13 @@ func renderOutcome(w io.Writer, p action.Proposal, rec *action.Record) {
 	fmt.Fprintf(w, "Audit record %d (hash %s).\n", rec.ID, shortHash(rec.Hash))
 }
 
-func renderTicket(w io.Writer, id int64, status ticket.Status, bin string) {
-	switch status {
-	case ticket.Resolved:
+func renderTicket(w io.Writer, id int64, status ticket.Status, actionStatus action.Status, bin string) {
+	switch {
+	case status == ticket.Resolved && actionStatus == action.Completed:
 		fmt.Fprintf(w, "Ticket #%d: resolved (the invariant holds again).\n", id)
-	case ticket.Open:
+	case status == ticket.Open && actionStatus == action.Completed:
 		fmt.Fprintf(w, "Ticket #%d: still violated; reopened for a new diagnosis (%s tickets show %d).\n", id, bin, id)
-	case "":
+	case status == "":
 	default:
 		fmt.Fprintf(w, "Ticket #%d: %s; see %s tickets show %d\n", id, status, bin, id)
 	}

@@ -201,7 +201,13 @@ func History(p action.Proposal, recs []action.Record) []Event {
 		}
 		ev = append(ev, Event{Time: at, Status: p.Status, By: p.ExecutedBy, Detail: p.Result})
 	case action.Expired:
-		ev = append(ev, Event{Time: p.UpdatedAt, Status: action.Expired, Detail: "not approved before " + p.ExpiresAt.UTC().Format(time.RFC3339)})
+		detail := "not approved before " + p.ExpiresAt.UTC().Format(time.RFC3339)
+		if p.Result != "" { // the reason the store or the executor recorded
+			detail = p.Result
+		}
+		ev = append(ev, Event{Time: p.UpdatedAt, Status: action.Expired, Detail: detail})
+	case action.Refused:
+		ev = append(ev, Event{Time: p.UpdatedAt, Status: action.Refused, By: p.ExecutedBy, Detail: p.Result})
 	}
 	sort.SliceStable(ev, func(i, j int) bool { return ev[i].Time.Before(ev[j].Time) })
 	return ev
