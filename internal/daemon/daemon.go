@@ -169,17 +169,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 		at   time.Time
 	}
 	var lastSnap atomic.Pointer[sharedSnap]
-	collect := func(ctx context.Context) (*tikv.Snapshot, error) {
-		if err := cluster.ensure(ctx, pdc, st, log); err != nil {
-			return nil, err
+	// The monitor reads through a Collector, which reuses the heavy
+	// /regions/check lists while PD's own counts (its /metrics) say they did
+	// not change (docs/monitor.md); a re-evaluation right after an action
+	// always reads fresh.
+	collector := tikv.NewCollector(pdc)
+	via := func(read func(context.Context) (*tikv.Snapshot, error)) monitor.CollectFunc {
+		return func(ctx context.Context) (*tikv.Snapshot, error) {
+			if err := cluster.ensure(ctx, pdc, st, log); err != nil {
+				return nil, err
+			}
+			snap, err := read(ctx)
+			if err == nil {
+				d.lastCollect.Store(time.Now().UnixNano())
+				lastSnap.Store(&sharedSnap{snap, time.Now()})
+			}
+			return snap, err
 		}
-		snap, err := tikv.Collect(ctx, pdc)
-		if err == nil {
-			d.lastCollect.Store(time.Now().UnixNano())
-			lastSnap.Store(&sharedSnap{snap, time.Now()})
-		}
-		return snap, err
 	}
+	collect := via(collector.Collect)
+	fresh := via(func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) })
 	recentSnapshot := func(context.Context) *tikv.Snapshot {
 		if p := lastSnap.Load(); p != nil && time.Since(p.at) <= cfg.Monitor.Interval.Duration {
 			return p.snap
@@ -229,7 +238,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Allow:        Allowed(),
 		Fallback:     Fallback(cfg, log),
 	}
-	reeval := NewReevaluator(collect, cfg.Invariants, time.Now)
+	reeval := NewReevaluator(fresh, cfg.Invariants, time.Now)
 	var haSt *haState // [ha] enabled: several replicas, one leader (ha.go)
 	var fence func(context.Context) error
 	if cfg.HA.Enabled {
