@@ -63,6 +63,7 @@ func (inv *Imbalance) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) ([]
 	}
 	evicted := evictLeaderStores(s)
 	counts := map[uint64]int{}
+	weights := map[uint64]float64{}
 	var excluded []uint64
 	for i := range s.Stores {
 		st := &s.Stores[i]
@@ -75,13 +76,17 @@ func (inv *Imbalance) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) ([]
 		}
 		if inv.Kind == Leaders {
 			counts[st.Store.ID] = st.Status.LeaderCount
+			weights[st.Store.ID] = st.Status.LeaderWeight
 		} else {
 			counts[st.Store.ID] = st.Status.RegionCount
+			weights[st.Store.ID] = st.Status.RegionWeight
 		}
 	}
 	if len(counts) < 2 {
 		return nil, nil
 	}
+	raw := counts
+	counts, weighted := byWeight(counts, weights)
 	ids := sortedIDs(counts)
 	maxID, minID := ids[0], ids[0]
 	sum := 0
@@ -124,6 +129,19 @@ func (inv *Imbalance) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) ([]
 	if len(excluded) > 0 {
 		ev["excluded_evict_leader_stores"] = excluded
 	}
+	if weighted {
+		// PD balances count/weight (leader_score, region_score): a store
+		// with twice the weight is meant to hold twice as many.
+		rawPer := make(map[string]int, len(raw))
+		wPer := make(map[string]float64, len(weights))
+		for id, c := range raw {
+			rawPer[idKey(id)] = c
+			wPer[idKey(id)] = weights[id]
+		}
+		ev[kind+"_counts_raw"] = rawPer
+		ev[kind+"_weights"] = wPer
+		ev["rule"] = "max-min > max(min_diff, ratio*mean) over Up TiKV stores, counts normalised by store weight (count * mean_weight / weight), as PD's scores are"
+	}
 	return []Violation{{
 		Subject:  SubjectCluster,
 		Severity: ticket.Warning,
@@ -131,6 +149,38 @@ func (inv *Imbalance) Eval(_ context.Context, s *tikv.Snapshot, _ time.Time) ([]
 			kind, len(ids), maxID, counts[maxID], kind, minID, counts[minID], diff, threshold),
 		Evidence: ev,
 	}}, nil
+}
+
+// byWeight normalises counts by store weight as PD's scores do
+// (leader_score = leader_count / leader_weight with the count policy;
+// pd-ctl store weight): count * mean_weight / weight, rounded. A weight
+// that is missing or not positive counts as 1 (PD's default). With equal
+// weights the counts are returned unchanged and weighted is false.
+func byWeight(counts map[uint64]int, weights map[uint64]float64) (out map[uint64]int, weighted bool) {
+	sum, first, same := 0.0, -1.0, true
+	w := make(map[uint64]float64, len(counts))
+	for id := range counts {
+		v := weights[id]
+		if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			v = 1
+		}
+		w[id] = v
+		sum += v
+		if first < 0 {
+			first = v
+		} else if v != first {
+			same = false
+		}
+	}
+	if same {
+		return counts, false
+	}
+	mean := sum / float64(len(w))
+	out = make(map[uint64]int, len(counts))
+	for id, c := range counts {
+		out[id] = int(math.Round(float64(c) * mean / w[id]))
+	}
+	return out, true
 }
 
 // balanceSchedulerState says whether PD's balance scheduler for kind is
