@@ -520,8 +520,10 @@ func cleanText(s string, n int) string {
 // TiKV_leader_drops, approximated from PD's counts); the violation is
 // held for Hold after the drop unless leader_count recovers above
 // (1-Ratio) of the count before. Stores held by evict-leader are left
-// out (the drain is intended). Warning; subject "store:ID". Constructed
-// by Default.
+// out (the drain is intended), and so is a drop that leaves the store at
+// or above the mean leader count of the Up TiKV stores (PD rebalancing an
+// over-full store, not a collapse). Warning; subject "store:ID".
+// Constructed by Default.
 type StoreLeaderDrop struct {
 	base
 	Ratio      float64
@@ -611,6 +613,18 @@ func (inv *StoreLeaderDrop) Eval(_ context.Context, s *tikv.Snapshot, now time.T
 	for _, id := range s.EvictLeaderStores {
 		evicted[id] = true
 	}
+	// The mean leader count of the Up TiKV stores: a store that still holds
+	// at least its share after the drop was rebalanced (PD's balance-leader
+	// moving leaders off an over-full store, e.g. right after it was
+	// resumed), not collapsed.
+	upLeaders, up := 0, 0
+	for i := range s.Stores {
+		st := &s.Stores[i]
+		if st.Store.StateName == pd.StateUp && !st.IsTiFlash() && !evicted[st.Store.ID] {
+			upLeaders += st.Status.LeaderCount
+			up++
+		}
+	}
 	var out []Violation
 	seen := map[uint64]bool{}
 	for i := range s.Stores {
@@ -622,6 +636,9 @@ func (inv *StoreLeaderDrop) Eval(_ context.Context, s *tikv.Snapshot, now time.T
 			continue
 		}
 		if b, a, ok := inv.dropped(pts[id]); ok {
+			if up > 1 && float64(a) >= float64(upLeaders)/float64(up) {
+				continue // rebalanced down to (or above) its share: not a collapse
+			}
 			inv.drops[id] = leaderDrop{At: now.UTC(), Before: b, After: a}
 		}
 		d, ok := inv.drops[id]

@@ -1,6 +1,9 @@
 package invariant
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // PD balances count/weight: a store with leader_weight 2 is meant to hold
 // twice the leaders (pd-ctl store weight). Uneven counts with even scores
@@ -27,5 +30,36 @@ func TestLeaderImbalanceUsesStoreWeights(t *testing.T) {
 	s.Schedulers = []string{"balance-leader-scheduler"}
 	if vs := eval(t, inv, s, t0); len(vs) != 1 {
 		t.Errorf("weight 0 taken as something else than 1: %+v", vs)
+	}
+}
+
+// A store PD rebalances (30 leaders of 30 down to 12, the others 9 each)
+// did not collapse; a store that falls to 2 while the others rise did.
+func TestStoreLeaderDropIgnoresRebalancing(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		after, others int
+		want          int
+	}{
+		{"rebalanced to its share", 12, 9, 0},
+		{"collapsed", 2, 14, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := one(t, DefaultConfig(), NameStoreLeaderDrop)
+			before := snap(store(1, 30, 30), store(2, 0, 30), store(3, 0, 30))
+			eval(t, inv, before, t0)
+			after := snap(store(1, tc.after, 30), store(2, tc.others, 30), store(3, tc.others, 30))
+			after.Time = t0.Add(10 * time.Second)
+			vs := eval(t, inv, after, t0.Add(10*time.Second))
+			n := 0
+			for _, v := range vs {
+				if v.Subject == StoreSubject(1) {
+					n++
+				}
+			}
+			if n != tc.want {
+				t.Errorf("store_leader_drop on store 1: %d violations, want %d (%+v)", n, tc.want, vs)
+			}
+		})
 	}
 }
