@@ -525,26 +525,11 @@ sha256 = %q
 // leaderSpread is max-min of the Up stores' leader counts in PD (-1 when
 // PD cannot be read).
 func leaderSpread(ctx context.Context, c *testcluster.Cluster) int {
-	var st struct {
-		Stores []struct {
-			Store struct {
-				StateName string `json:"state_name"`
-			} `json:"store"`
-			Status struct {
-				LeaderCount int `json:"leader_count"`
-			} `json:"status"`
-		} `json:"stores"`
-	}
-	if err := c.GetJSON(ctx, "/stores", &st); err != nil {
+	sp, err := c.LeaderSpread(ctx)
+	if err != nil {
 		return -1
 	}
-	lo, hi := 1<<30, 0
-	for _, s := range st.Stores {
-		if s.Store.StateName == "Up" {
-			lo, hi = min(lo, s.Status.LeaderCount), max(hi, s.Status.LeaderCount)
-		}
-	}
-	return hi - lo
+	return sp
 }
 
 func jsString(s string) string {

@@ -212,27 +212,11 @@ func (e *env) balanceLeaderPaused() bool {
 // leaderSpread is max-min of the Up stores' leader counts in PD.
 func (e *env) leaderSpread() int {
 	e.t.Helper()
-	var st struct {
-		Stores []struct {
-			Store struct {
-				StateName string `json:"state_name"`
-			} `json:"store"`
-			Status struct {
-				LeaderCount int `json:"leader_count"`
-			} `json:"status"`
-		} `json:"stores"`
-	}
-	if err := e.c.GetJSON(context.Background(), "/stores", &st); err != nil {
+	sp, err := e.c.LeaderSpread(context.Background())
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	lo, hi := 1<<30, 0
-	for _, s := range st.Stores {
-		if s.Store.StateName != "Up" {
-			continue
-		}
-		lo, hi = min(lo, s.Status.LeaderCount), max(hi, s.Status.LeaderCount)
-	}
-	return hi - lo
+	return sp
 }
 
 // skew pauses PD's balance-leader-scheduler for an hour and moves every

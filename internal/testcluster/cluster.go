@@ -496,6 +496,34 @@ func (c *Cluster) do(ctx context.Context, method, path string, body, out any) er
 	return nil
 }
 
+// LeaderSpread returns max - min of the Up stores' leader counts in PD
+// (GET /pd/api/v1/stores, status.leader_count).
+func (c *Cluster) LeaderSpread(ctx context.Context) (int, error) {
+	var st struct {
+		Stores []struct {
+			Store struct {
+				StateName string `json:"state_name"`
+			} `json:"store"`
+			Status struct {
+				LeaderCount int `json:"leader_count"`
+			} `json:"status"`
+		} `json:"stores"`
+	}
+	if err := c.GetJSON(ctx, "/stores", &st); err != nil {
+		return 0, err
+	}
+	lo, hi := 1<<30, 0
+	for _, s := range st.Stores {
+		if s.Store.StateName == "Up" {
+			lo, hi = min(lo, s.Status.LeaderCount), max(hi, s.Status.LeaderCount)
+		}
+	}
+	if hi < lo {
+		return 0, nil
+	}
+	return hi - lo, nil
+}
+
 // PauseScheduler pauses a PD scheduler (e.g. "balance-leader-scheduler")
 // for d, rounded up to whole seconds; d = 0 resumes it
 // (POST /pd/api/v1/schedulers/{name} {"delay": seconds}).

@@ -33,28 +33,30 @@ func (f *facts) balanceStores(leaders bool) (ids []uint64, counts map[uint64]int
 	return ids, counts
 }
 
-// extremes returns the most and least loaded of ids (ties: lower id).
-func extremes(ids []uint64, counts map[uint64]int) (maxID, minID uint64) {
+// extremes returns the most and least loaded of ids (ties: lower id), by
+// count or by score.
+func extremes[N int | float64](ids []uint64, v map[uint64]N) (maxID, minID uint64) {
 	for i, id := range ids {
-		if i == 0 || counts[id] > counts[maxID] {
+		if i == 0 || v[id] > v[maxID] {
 			maxID = id
 		}
-		if i == 0 || counts[id] < counts[minID] {
+		if i == 0 || v[id] < v[minID] {
 			minID = id
 		}
 	}
 	return maxID, minID
 }
 
-func mean(ids []uint64, counts map[uint64]int) float64 {
+// mean is the mean of v over ids (0 for none).
+func mean[N int | float64](ids []uint64, v map[uint64]N) float64 {
 	if len(ids) == 0 {
 		return 0
 	}
-	sum := 0
+	sum := 0.0
 	for _, id := range ids {
-		sum += counts[id]
+		sum += float64(v[id])
 	}
-	return float64(sum) / float64(len(ids))
+	return sum / float64(len(ids))
 }
 
 // imbalanceThreshold is the ticket's threshold, or the invariant's default
@@ -126,9 +128,9 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 	// with even scores are what PD wants (different weights or region
 	// sizes) and need no action.
 	if scores, ok := f.scores(ids, true); ok {
-		sMax, sMin := extremesF(ids, scores)
+		sMax, sMin := extremes(ids, scores)
 		spread := scores[sMax] - scores[sMin]
-		tol := threshold * meanF(ids, scores) / math.Max(m, 1)
+		tol := threshold * mean(ids, scores) / math.Max(m, 1)
 		d.Evidence = append(d.Evidence, "leader_score now (PD's balance measure, weights applied): "+countsLine("store", roundScores(ids, scores))+
 			fmt.Sprintf("; spread %.1f between store %d and store %d, tolerance %.1f (the count threshold in score units)", spread, sMax, sMin, tol),
 			"leader_weight: "+countsLine("store", f.weights(ids, true)))
@@ -321,9 +323,9 @@ func regionImbalance(f *facts) *diagnose.Diagnosis {
 	// PD balances region_score (region size over region_weight, with a
 	// low-space penalty), not counts.
 	if scores, ok := f.scores(ids, false); ok {
-		sMax, sMin := extremesF(ids, scores)
+		sMax, sMin := extremes(ids, scores)
 		spread := scores[sMax] - scores[sMin]
-		tol := threshold * meanF(ids, scores) / math.Max(m, 1)
+		tol := threshold * mean(ids, scores) / math.Max(m, 1)
 		d.Evidence = append(d.Evidence, "region_score now (PD's balance measure): "+countsLine("store", roundScores(ids, scores))+
 			fmt.Sprintf("; spread %.1f between store %d and store %d, tolerance %.1f (the count threshold in score units)", spread, sMax, sMin, tol),
 			"region_weight: "+countsLine("store", f.weights(ids, false)))
@@ -641,29 +643,6 @@ func (f *facts) weights(ids []uint64, leaders bool) map[uint64]float64 {
 		}
 	}
 	return out
-}
-
-func extremesF(ids []uint64, v map[uint64]float64) (maxID, minID uint64) {
-	for i, id := range ids {
-		if i == 0 || v[id] > v[maxID] {
-			maxID = id
-		}
-		if i == 0 || v[id] < v[minID] {
-			minID = id
-		}
-	}
-	return maxID, minID
-}
-
-func meanF(ids []uint64, v map[uint64]float64) float64 {
-	if len(ids) == 0 {
-		return 0
-	}
-	sum := 0.0
-	for _, id := range ids {
-		sum += v[id]
-	}
-	return sum / float64(len(ids))
 }
 
 func roundScores(ids []uint64, v map[uint64]float64) map[uint64]float64 {
