@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: installs what the tests need (Prometheus and Alertmanager
+# Runs every test: installs what the tests need (Prometheus, Alertmanager and PostgreSQL
 # from Debian), builds pd-server from its Go module (cached), then go vet and go test -race
 # over the whole module, real-cluster tests included.
 set -euo pipefail
@@ -17,6 +17,15 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  # internal/pgtest starts a real PostgreSQL from these binaries for the
+  # store's conformance suite (the PostgreSQL backend).
+  echo "==> installing postgresql (Debian package) for the PostgreSQL store tests"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then

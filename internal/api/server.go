@@ -100,6 +100,7 @@ func UnixConnContext(p auth.UnixPolicy) func(ctx context.Context, c net.Conn) co
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/whoami", s.authn(auth.Viewer, s.whoami))
+	mux.HandleFunc("GET /api/v1/clusters", s.authn(auth.Viewer, s.listClusters))
 	mux.HandleFunc("GET /api/v1/tickets", s.authn(auth.Viewer, s.listTickets))
 	mux.HandleFunc("GET /api/v1/tickets/{id}", s.authn(auth.Viewer, s.object(s.getTicket)))
 	mux.HandleFunc("GET /api/v1/actions", s.authn(auth.Viewer, s.listActions))
@@ -236,11 +237,42 @@ type WhoAmI struct {
 	// ClusterID is the PD cluster the daemon acts on ("" before it could
 	// read it from PD).
 	ClusterID string `json:"cluster_id"`
-	Version   string `json:"version"`
+	// Cluster is the name ClusterID is bound under ([cluster] name).
+	Cluster string `json:"cluster,omitempty"`
+	Version string `json:"version"`
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	writeJSON(w, http.StatusOK, WhoAmI{Identity: id, ClusterID: s.o.Store.ClusterID(), Version: s.o.Version})
+	writeJSON(w, http.StatusOK, WhoAmI{Identity: id, ClusterID: s.o.Store.ClusterID(), Cluster: s.o.Store.ClusterName(), Version: s.o.Version})
+}
+
+// clusterQuery resolves the query parameter cluster=NAME (a [cluster]
+// name the database holds) to its PD cluster id; "" when absent (every
+// cluster). An unknown name is answered 400 and ok is false.
+func (s *Server) clusterQuery(w http.ResponseWriter, r *http.Request) (id string, ok bool) {
+	name := r.URL.Query().Get("cluster")
+	if name == "" {
+		return "", true
+	}
+	id, err := s.o.Store.ClusterNamed(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusBadRequest, CodeBadRequest, safetext.Line(err.Error(), 300))
+		return "", false
+	}
+	if err != nil {
+		s.fail(w, err)
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+	cs, err := s.o.Store.ClusterList(r.Context())
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(cs))
 }
 
 func pathID(r *http.Request) (int64, error) {
@@ -267,6 +299,10 @@ func (s *Server) listTickets(w http.ResponseWriter, r *http.Request, _ auth.Iden
 	f := store.TicketFilter{}
 	for _, st := range splitQuery(r, "status") {
 		f.Statuses = append(f.Statuses, ticket.Status(st))
+	}
+	var ok bool
+	if f.Cluster, ok = s.clusterQuery(w, r); !ok {
+		return
 	}
 	ts, err := s.o.Store.Tickets(r.Context(), f)
 	if err != nil {
@@ -313,6 +349,10 @@ func (s *Server) listActions(w http.ResponseWriter, r *http.Request, _ auth.Iden
 		return
 	}
 	f.TicketID = tid
+	var ok bool
+	if f.Cluster, ok = s.clusterQuery(w, r); !ok {
+		return
+	}
 	ps, err := s.o.Store.Proposals(r.Context(), f)
 	if err != nil {
 		s.fail(w, err)
@@ -515,6 +555,10 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ auth.Identi
 	}
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, CodeBadRequest, err.Error())
+		return
+	}
+	var ok bool
+	if f.Cluster, ok = s.clusterQuery(w, r); !ok {
 		return
 	}
 	recs, err := s.o.Store.Records(r.Context(), f)

@@ -57,9 +57,50 @@ type Prometheus struct {
 	URL string `toml:"url" json:"url,omitempty"`
 }
 
-// Database is the SQLite file holding tickets, proposals and the audit trail.
+// Database is where tickets, proposals and the audit trail live: a SQLite
+// file (Path, the zero-setup default) or a PostgreSQL database (URL), which
+// several replicas on several hosts can share (docs/ha.md).
 type Database struct {
+	// Path is the SQLite file; ignored when URL is set.
 	Path string `toml:"path" json:"path"`
+	// URL is a PostgreSQL connection URL, postgres://USER@HOST:PORT/DB
+	// (pgx syntax: sslmode, sslrootcert ... as query parameters). Keep the
+	// password out of the file: pgx reads PGPASSWORD and ~/.pgpass. Empty
+	// means SQLite at Path.
+	URL string `toml:"url" json:"url,omitempty"`
+}
+
+// IsPostgresURL reports whether s names a PostgreSQL database
+// (postgres:// or postgresql://) rather than a SQLite file path.
+func IsPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// Target is what store.Open takes: URL when set, else Path.
+func (d Database) Target() string {
+	if d.URL != "" {
+		return d.URL
+	}
+	return d.Path
+}
+
+// Display is Target with any password in the URL replaced by "****", for
+// logs, /healthz and error messages.
+func (d Database) Display() string {
+	if d.URL != "" {
+		return redactURL(d.URL)
+	}
+	return d.Path
+}
+
+// setTarget stores a --db / OPERATOR_DB value: a postgres:// URL goes to
+// URL, anything else is a SQLite path.
+func (d *Database) setTarget(v string) {
+	if IsPostgresURL(v) {
+		d.URL = v
+		return
+	}
+	d.Path, d.URL = v, ""
 }
 
 // Monitor configures the monitor loop.
@@ -133,7 +174,8 @@ type Server struct {
 	// Listen is host:port, loopback by default.
 	Listen string `toml:"listen" json:"listen"`
 	// Socket is the Unix socket of the API; "" means operator.sock next to
-	// the database file. "-" disables it.
+	// the database file (in [audit] key-dir with a [database] url); "-"
+	// disables it.
 	Socket string `toml:"socket" json:"socket"`
 	// URL is where CLI decision commands reach the daemon when not over
 	// the socket (http://host:port, with a token); "" uses the socket.
@@ -186,6 +228,11 @@ type Config struct {
 	Alerting Alerting `toml:"alerting" json:"alerting"`
 	// HA configures several replicas with leader election (ha.go).
 	HA HA `toml:"ha" json:"ha"`
+	// Cluster names the watched cluster in the database (cluster.go).
+	Cluster Cluster `toml:"cluster" json:"cluster"`
+	// Retention prunes old resolved history, never the audit trail
+	// (retention.go).
+	Retention Retention `toml:"retention" json:"retention"`
 	// Maintenance are configured maintenance windows ([[maintenance]]):
 	// notifications and proposals muted for a scope (maintenance.go).
 	Maintenance []Maintenance `toml:"maintenance" json:"maintenance,omitempty"`
@@ -216,6 +263,7 @@ func Default() Config {
 		Auth:       Auth{UnixDefaultRole: "viewer", ProxyTrusted: []string{"127.0.0.1/32", "::1/128"}},
 		Server:     Server{Listen: "127.0.0.1:9469"},
 		HA:         HA{LeaseTTL: Duration{DefaultHALeaseTTL}},
+		Retention:  DefaultRetention(),
 		Invariants: DefaultInvariants(),
 	}
 }
@@ -295,7 +343,9 @@ func (o Overrides) apply(cfg *Config) {
 			*dst = v
 		}
 	}
-	set(&cfg.Database.Path, o.DB)
+	if o.DB != "" {
+		cfg.Database.setTarget(o.DB)
+	}
 	set(&cfg.Prometheus.URL, o.Prometheus)
 	set(&cfg.PD.CAPath, o.CACert)
 	set(&cfg.PD.CertPath, o.Cert)
@@ -342,7 +392,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string) {
 		cfg.PD.Endpoints = SplitList(v)
 	}
 	if v := getenv("OPERATOR_DB"); v != "" {
-		cfg.Database.Path = v
+		cfg.Database.setTarget(v)
 	}
 	if v := getenv("OPERATOR_PROMETHEUS"); v != "" {
 		cfg.Prometheus.URL = v
@@ -400,7 +450,17 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Database.Path == "" {
+	if c.Database.URL != "" {
+		if !IsPostgresURL(c.Database.URL) {
+			return fmt.Errorf("config: [database] url %q must be a postgres:// or postgresql:// URL (a SQLite file goes in [database] path)", redactURL(c.Database.URL))
+		}
+		if c.Audit.KeyDir == "" {
+			// Fail closed: with SQLite the key defaults to the file's
+			// directory; a database URL has none, and every replica must
+			// sign with the same key.
+			return errors.New("config: [database] url is set but [audit] key-dir is not: the audit signing key must live in a directory every replica shares (docs/ha.md)")
+		}
+	} else if c.Database.Path == "" {
 		return errors.New("config: empty database path")
 	}
 	if c.Monitor.Interval.Duration <= 0 {
@@ -473,6 +533,12 @@ func (c *Config) Validate() error {
 	if err := c.validateHA(); err != nil {
 		return err
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
+	if err := c.validateRetention(); err != nil {
+		return err
+	}
 	if err := c.validateMaintenance(); err != nil {
 		return err
 	}
@@ -539,6 +605,9 @@ func (c Config) SocketPath() string {
 	case "-":
 		return ""
 	case "":
+		if c.Database.URL != "" {
+			return filepath.Join(absPath(c.Audit.KeyDir), "operator.sock")
+		}
 		return filepath.Join(filepath.Dir(absPath(c.Database.Path)), "operator.sock")
 	}
 	return c.Server.Socket
@@ -577,6 +646,7 @@ func (c Config) Masked() Config {
 	}
 	c.PD.Endpoints = eps
 	c.Prometheus.URL = redactURL(c.Prometheus.URL)
+	c.Database.URL = redactURL(c.Database.URL)
 	c.Diagnosis.Anthropic.BaseURL = redactURL(c.Diagnosis.Anthropic.BaseURL)
 	c.Diagnosis.OpenAI.BaseURL = redactURL(c.Diagnosis.OpenAI.BaseURL)
 	return c

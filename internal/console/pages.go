@@ -60,12 +60,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, se *session, err e
 
 type ticketRow struct {
 	T        ticket.Ticket
+	Cluster  string // the ticket's cluster name; "" when the database holds one cluster
 	Summary  string
 	Action   *action.Proposal
 	Children []ticketRow
 }
 
 type ticketsView struct {
+	Clusters                    clusterFilter
 	Status, Severity, Invariant string
 	Invariants                  []string
 	Rows                        []ticketRow
@@ -76,6 +78,12 @@ func (s *Server) tickets(w http.ResponseWriter, r *http.Request, se *session) {
 	q := r.URL.Query()
 	v := ticketsView{Status: q.Get("status"), Severity: q.Get("severity"), Invariant: q.Get("invariant")}
 	f := store.TicketFilter{Limit: MaxListed}
+	var err error
+	if v.Clusters, err = s.clusterFilter(r); err != nil {
+		s.errorPage(w, r, se, http.StatusBadRequest, err.Error())
+		return
+	}
+	f.Cluster = v.Clusters.ID
 	switch v.Status {
 	case "", "all":
 		v.Status = ""
@@ -89,7 +97,7 @@ func (s *Server) tickets(w http.ResponseWriter, r *http.Request, se *session) {
 		s.fail(w, r, se, err)
 		return
 	}
-	props, err := s.o.Store.Proposals(r.Context(), store.ProposalFilter{})
+	props, err := s.o.Store.Proposals(r.Context(), store.ProposalFilter{Cluster: f.Cluster})
 	if err != nil {
 		s.fail(w, r, se, err)
 		return
@@ -126,14 +134,14 @@ func (s *Server) tickets(w http.ResponseWriter, r *http.Request, se *session) {
 	children := map[int64][]ticketRow{}
 	for _, t := range kept {
 		if t.RootID != nil && listed[*t.RootID] && *t.RootID != t.ID {
-			children[*t.RootID] = append(children[*t.RootID], ticketRow{T: t, Summary: safetext.Line(t.Summary, 300), Action: latest[t.ID]})
+			children[*t.RootID] = append(children[*t.RootID], ticketRow{T: t, Cluster: v.Clusters.Row(t.ClusterID), Summary: safetext.Line(t.Summary, 300), Action: latest[t.ID]})
 		}
 	}
 	for _, t := range kept {
 		if t.RootID != nil && listed[*t.RootID] && *t.RootID != t.ID {
 			continue
 		}
-		v.Rows = append(v.Rows, ticketRow{T: t, Summary: safetext.Line(t.Summary, 300), Action: latest[t.ID], Children: children[t.ID]})
+		v.Rows = append(v.Rows, ticketRow{T: t, Cluster: v.Clusters.Row(t.ClusterID), Summary: safetext.Line(t.Summary, 300), Action: latest[t.ID], Children: children[t.ID]})
 	}
 	v.Count = len(kept)
 	s.render(w, r, se, http.StatusOK, "tickets", v)
@@ -306,9 +314,10 @@ type paramRow struct {
 }
 
 type recordRow struct {
-	R    action.Record
-	Kind string
-	Text string
+	R       action.Record
+	Cluster string // the record's cluster name on the audit page; "" when the database holds one cluster
+	Kind    string
+	Text    string
 }
 
 type actionView struct {
@@ -549,6 +558,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, se *session) {
 // ---- audit ----
 
 type auditView struct {
+	Clusters  clusterFilter
 	Records   []recordRow
 	Report    *store.VerifyReport
 	VerifyErr string
@@ -557,14 +567,19 @@ type auditView struct {
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, se *session) {
 	v := auditView{Limit: MaxListed}
-	recs, err := s.o.Store.Records(r.Context(), store.RecordFilter{Limit: MaxListed})
+	var err error
+	if v.Clusters, err = s.clusterFilter(r); err != nil {
+		s.errorPage(w, r, se, http.StatusBadRequest, err.Error())
+		return
+	}
+	recs, err := s.o.Store.Records(r.Context(), store.RecordFilter{Limit: MaxListed, Cluster: v.Clusters.ID})
 	if err != nil {
 		s.fail(w, r, se, err)
 		return
 	}
 	for _, rec := range recs {
 		kind, text := recordSummary(rec)
-		v.Records = append(v.Records, recordRow{R: rec, Kind: kind, Text: safetext.Text(text, 4096)})
+		v.Records = append(v.Records, recordRow{R: rec, Cluster: v.Clusters.Row(rec.ClusterID), Kind: kind, Text: safetext.Text(text, 4096)})
 	}
 	if s.o.Verify == nil {
 		v.VerifyErr = "verification is not available in this process"
@@ -676,4 +691,57 @@ func fmtT(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// ---- clusters ----
+
+// clusterFilter is the ?cluster=NAME filter of the tickets and audit
+// pages, for a database holding several TiKV clusters (docs/console.md).
+type clusterFilter struct {
+	// Selected is the selected name ("" for every cluster), ID its PD
+	// cluster id.
+	Selected, ID string
+	// Names are the clusters' names, oldest first; the filter and the
+	// Cluster column are shown when there are several.
+	Names []string
+	byID  map[string]string
+}
+
+// clusterFilter reads ?cluster=NAME. Errors: an unknown name.
+func (s *Server) clusterFilter(r *http.Request) (clusterFilter, error) {
+	cs, err := s.o.Store.ClusterList(r.Context())
+	if err != nil {
+		return clusterFilter{}, err
+	}
+	f := clusterFilter{Selected: r.URL.Query().Get("cluster"), byID: map[string]string{}}
+	for _, c := range cs {
+		f.Names = append(f.Names, c.Name)
+		f.byID[c.ID] = c.Name
+		if c.Name == f.Selected {
+			f.ID = c.ID
+		}
+	}
+	if f.Selected != "" && f.ID == "" {
+		return clusterFilter{}, fmt.Errorf("no cluster named %q in this database (it holds %s)",
+			safetext.Line(f.Selected, 64), strings.Join(f.Names, ", "))
+	}
+	return f, nil
+}
+
+// Several reports whether the database holds more than one cluster.
+func (f clusterFilter) Several() bool { return len(f.Names) > 1 }
+
+// Row is the Cluster cell of a row of PD cluster id: its name ("-" for
+// none), or "" when the database holds one cluster (no column).
+func (f clusterFilter) Row(id string) string {
+	if !f.Several() {
+		return ""
+	}
+	if n, ok := f.byID[id]; ok {
+		return n
+	}
+	if id == "" {
+		return "-"
+	}
+	return id
 }

@@ -110,7 +110,7 @@ func New(opts Options) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.cfg
 	log := d.log
-	st, err := store.Open(ctx, cfg.Database.Path, store.Options{Create: true, Logger: log})
+	st, err := store.Open(ctx, cfg.Database.Target(), store.Options{Create: true, Logger: log})
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -162,44 +162,50 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var cluster clusterGate
-	// The last cycle's snapshot, shared with diagnoses (issue 17).
-	type sharedSnap struct {
-		snap *tikv.Snapshot
-		at   time.Time
-	}
-	var lastSnap atomic.Pointer[sharedSnap]
+	cluster := clusterGate{name: cfg.Cluster.Name}
+	// The last cycle's snapshot, shared with diagnoses and re-checks
+	// after an execution (issue 17).
+	feed := NewSnapshotFeed()
 	// The monitor reads through a Collector, which reuses the heavy
 	// /regions/check lists while PD's own counts (its /metrics) say they did
-	// not change (docs/monitor.md); a re-evaluation right after an action
+	// not change (docs/monitor.md); a re-evaluation falling back to PD
 	// always reads fresh.
 	collector := tikv.NewCollector(pdc)
+	// With [prometheus], each snapshot also carries the stores' TiKV
+	// write-path CPU (hot_write_cpu_imbalance).
+	var prom *tikv.Prom
+	if cfg.Prometheus.URL != "" {
+		if prom, err = tikv.NewProm(cfg.Prometheus.URL, nil); err != nil {
+			return fmt.Errorf("prometheus: %w", err)
+		}
+	}
 	via := func(read func(context.Context) (*tikv.Snapshot, error)) monitor.CollectFunc {
 		return func(ctx context.Context) (*tikv.Snapshot, error) {
 			if err := cluster.ensure(ctx, pdc, st, log); err != nil {
 				return nil, err
 			}
+			started := time.Now()
 			snap, err := read(ctx)
 			if err == nil {
 				d.lastCollect.Store(time.Now().UnixNano())
-				lastSnap.Store(&sharedSnap{snap, time.Now()})
+				feed.Publish(snap, started)
 			}
 			return snap, err
 		}
 	}
-	collect := via(collector.Collect)
-	fresh := via(func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) })
-	recentSnapshot := func(context.Context) *tikv.Snapshot {
-		if p := lastSnap.Load(); p != nil && time.Since(p.at) <= cfg.Monitor.Interval.Duration {
-			return p.snap
-		}
-		return nil
-	}
+	collect := via(tikv.WithStoreCPU(collector.Collect, prom))
+	fresh := via(tikv.WithStoreCPU(func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) }, prom))
+	recentSnapshot := func(context.Context) *tikv.Snapshot { return feed.Recent(cfg.Monitor.Interval.Duration) }
 	mon = monitor.New(monitor.Options{
-		Interval:       cfg.Monitor.Interval.Duration,
-		Invariants:     invariant.Default(cfg.Invariants),
-		Collect:        collect,
-		Sink:           monitorSink{st, log},
+		Interval:   cfg.Monitor.Interval.Duration,
+		Invariants: invariant.Default(cfg.Invariants),
+		Collect:    collect,
+		Sink: monitorSink{st, log, func(ctx context.Context) error {
+			// Bounded like a collect: a hanging PD must not hold the cycle.
+			ctx, cancel := context.WithTimeout(ctx, cfg.Monitor.Interval.Duration)
+			defer cancel()
+			return cluster.ensure(ctx, pdc, st, log)
+		}},
 		Quiet:          cfg.Monitor.Quiet.Duration,
 		UnreachableFor: cfg.Invariants.ForOf(invariant.NamePDUnreachable),
 		Logger:         log,
@@ -213,12 +219,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// /healthz answering while PD hangs at start.
 
 	catalog := tikv.NewCatalog(pdc, tikv.WithLogger(log.With("component", "action")), tikv.WithVerifyTimeout(cfg.Actions.ExecutionTimeout.Duration))
-	var prom *tikv.Prom
-	if cfg.Prometheus.URL != "" {
-		if prom, err = tikv.NewProm(cfg.Prometheus.URL, nil); err != nil {
-			return fmt.Errorf("prometheus: %w", err)
-		}
-	}
 	backend, err := NewBackend(cfg, pdc, prom, d.opts.Getenv, log)
 	if err != nil {
 		return err
@@ -239,6 +239,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Fallback:     Fallback(cfg, log),
 	}
 	reeval := NewReevaluator(fresh, cfg.Invariants, time.Now)
+	reeval.Feed = feed
+	reeval.FeedWait = min(cfg.Monitor.Interval.Duration+DefaultSettleLag, DefaultFeedWait)
 	var haSt *haState // [ha] enabled: several replicas, one leader (ha.go)
 	var fence func(context.Context) error
 	if cfg.HA.Enabled {
@@ -309,6 +311,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		"monitor":   mon.Run,
 		"diagnosis": func(ctx context.Context) error { return runner.Run(ctx, DiagnoseInterval) },
 		"executor":  exec.Run,
+		// Old resolved history, never the audit trail (retention.go).
+		"retention": func(ctx context.Context) error { return runRetention(ctx, cfg.Retention, st, log) },
 	}
 	if haSt != nil {
 		// Only the elected leader runs them, with its term (ha.go).
@@ -422,6 +426,21 @@ func NewPDClient(cfg config.Config, opts ...pd.Option) (*pd.Client, error) {
 type monitorSink struct {
 	*store.Store
 	log *slog.Logger
+	// bind binds the store to PD's cluster (clusterGate.ensure): the
+	// monitor's memory is per cluster.
+	bind func(context.Context) error
+}
+
+// LoadMonitorState binds the store to PD's cluster first (the memory is
+// the cluster's), then reads it; while PD does not answer, the monitor
+// retries at its next cycle.
+func (s monitorSink) LoadMonitorState(ctx context.Context) (store.MonitorState, error) {
+	if s.bind != nil {
+		if err := s.bind(ctx); err != nil {
+			return store.MonitorState{}, fmt.Errorf("cluster identity: %w", err)
+		}
+	}
+	return s.Store.LoadMonitorState(ctx)
 }
 
 // Sweep resolves tickets (store.Sweep) and expires their pending proposals.

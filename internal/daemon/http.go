@@ -48,7 +48,7 @@ func (d *Daemon) handler(reg *prometheus.Registry, cfg config.Config, backend st
 		// From the process alone: a snapshot refreshed by refreshHealth,
 		// never the monitor's lock (held for a whole cycle while PD hangs).
 		h := Health{Status: "ok", Version: d.opts.Version, StartedAt: started, PD: pds,
-			Database: cfg.Database.Path, Diagnosis: backend}
+			Database: cfg.Database.Display(), Diagnosis: backend}
 		if s := d.health.Load(); s != nil {
 			h.LastCycle, h.FailingInvariants = s.LastCycle, s.FailingInvariants
 		}

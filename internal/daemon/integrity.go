@@ -21,12 +21,16 @@ import (
 	"github.com/tikvops/operator/internal/store"
 )
 
-// clusterGate binds the database to PD's cluster id (GET
-// /pd/api/v1/cluster; store.BindCluster) in the monitor's first successful
-// cycle, before the cycle writes anything; until then the executor claims
-// nothing. A database of another cluster stops the daemon (onWrong).
+// clusterGate binds the store handle to PD's cluster id (GET
+// /pd/api/v1/cluster; store.BindCluster) under the configured [cluster]
+// name in the monitor's first cycle, before the cycle reads its memory or
+// writes anything; until then the executor and the diagnosis runner take
+// nothing (their reads are scoped to the bound cluster). A name bound to
+// another cluster stops the daemon (onWrong).
 type clusterGate struct {
 	mu sync.Mutex
+	// name is the configured [cluster] name ("" for none; store.BindCluster).
+	name string
 	// onWrong is called with store.ErrWrongCluster: the daemon stops.
 	onWrong func(error)
 }
@@ -44,7 +48,7 @@ func (g *clusterGate) ensure(ctx context.Context, pdc *pd.Client, st *store.Stor
 	if err != nil {
 		return err
 	}
-	if err := st.BindCluster(ctx, id, "", time.Now()); err != nil {
+	if err := st.BindCluster(ctx, id, g.name, time.Now()); err != nil {
 		if errors.Is(err, store.ErrWrongCluster) {
 			log.Error("refusing to watch this cluster with this database", "err", err)
 			if g.onWrong != nil {
@@ -53,7 +57,7 @@ func (g *clusterGate) ensure(ctx context.Context, pdc *pd.Client, st *store.Stor
 		}
 		return err
 	}
-	log.Info("database bound to PD cluster", "cluster_id", id)
+	log.Info("database bound to PD cluster", "cluster_id", id, "cluster", st.ClusterName())
 	return nil
 }
 

@@ -49,7 +49,10 @@ func (e *Executor) Approve(ctx context.Context, id int64, by string) (action.Pro
 // the cap. The store then appends the bound approval record (identity,
 // role, action digest, cluster, ticket, evidence digest, expiry) and, once
 // the number of distinct approvers the action's risk requires is reached,
-// moves the proposal to approved (a compare-and-swap) and wakes Run.
+// moves the proposal to approved (a compare-and-swap) and wakes Run. An
+// action of another cluster sharing the database may be approved here
+// too: its approval record is bound to its own cluster, whose daemon alone
+// claims and runs it (and checks its hourly cap).
 //
 // Errors: ErrPolicy (wrapped, with the reason; also wrapping
 // action.ErrUnknownAction or action.ErrInvalidParams); store.ErrNotFound;
@@ -70,9 +73,10 @@ func (e *Executor) ApproveAs(ctx context.Context, id int64, who auth.Identity, d
 	if !action.CanTransition(p.Status, action.Approved) {
 		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w", id, &action.ErrTransition{ID: id, From: p.Status, To: action.Approved})
 	}
-	if cluster := e.st.ClusterID(); cluster != "" && p.ClusterID != "" && p.ClusterID != cluster {
-		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w: it was made for PD cluster %s, this daemon acts on cluster %s", id, ErrPolicy, p.ClusterID, cluster)
-	}
+	// An action of another cluster sharing the database may be approved
+	// here too: the approval record is bound to the action's cluster, and
+	// only that cluster's daemon claims and runs it.
+	own := p.ClusterID == "" || p.ClusterID == e.st.ClusterID()
 	now := e.now()
 	if now.After(p.ExpiresAt) {
 		// The store moves it to expired and returns ErrExpired.
@@ -89,7 +93,7 @@ func (e *Executor) ApproveAs(ctx context.Context, id int64, who auth.Identity, d
 	if err := action.ValidateParams(a.Spec(), p.Params); err != nil {
 		return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w: %w", id, ErrPolicy, err)
 	}
-	if e.maxPerHour > 0 {
+	if e.maxPerHour > 0 && own { // another cluster's cap is its daemon's (checked again at claim)
 		if err := e.checkCap(ctx, now); err != nil {
 			return action.Proposal{}, ApprovalResult{}, fmt.Errorf("approve action %d: %w", id, err)
 		}
@@ -208,7 +212,9 @@ func (e *Executor) DryRun(ctx context.Context, id int64, by string) (action.DryR
 }
 
 // DryRunAs is DryRun by an authenticated person (approver or admin: a dry
-// run writes an audit record), recording their role.
+// run writes an audit record), recording their role. A dry run reads this
+// daemon's PD, so an action of another cluster sharing the database is
+// refused with store.ErrWrongCluster naming it.
 func (e *Executor) DryRunAs(ctx context.Context, id int64, who auth.Identity) (action.DryRunResult, action.Record, error) {
 	if err := e.ready(); err != nil {
 		return action.DryRunResult{}, action.Record{}, err
@@ -223,6 +229,11 @@ func (e *Executor) DryRunAs(ctx context.Context, id int64, who auth.Identity) (a
 	}
 	if !action.CanTransition(p.Status, action.DryRun) {
 		return action.DryRunResult{}, action.Record{}, fmt.Errorf("dry run action %d: %w", id, &action.ErrTransition{ID: id, From: p.Status, To: action.DryRun})
+	}
+	if cluster := e.st.ClusterID(); p.ClusterID != "" && p.ClusterID != cluster {
+		// A dry run reads PD: this daemon's PD is another cluster's.
+		return action.DryRunResult{}, action.Record{}, fmt.Errorf("dry run action %d: %w: it was made for PD cluster %s (%s), this daemon watches cluster %s (%s); dry-run it through that cluster's daemon",
+			id, store.ErrWrongCluster, p.ClusterID, e.clusterName(ctx, p.ClusterID), cluster, e.st.ClusterName())
 	}
 	started := e.now()
 	if started.After(p.ExpiresAt) {
@@ -295,4 +306,18 @@ func viaOf(who auth.Identity) string {
 		return ""
 	}
 	return who.Via
+}
+
+// clusterName returns the name PD cluster id is bound under in the
+// database, or "unknown name".
+func (e *Executor) clusterName(ctx context.Context, id string) string {
+	cs, err := e.st.ClusterList(ctx)
+	if err == nil {
+		for _, c := range cs {
+			if c.ID == id {
+				return c.Name
+			}
+		}
+	}
+	return "unknown name"
 }

@@ -236,7 +236,8 @@ func (e *Executor) ready() error {
 	return nil
 }
 
-// Run recovers interrupted executions (Recover), then claims and executes
+// Run waits for the store's cluster binding (waitCluster), recovers
+// interrupted executions of that cluster (Recover), then claims and executes
 // approved proposals until ctx ends: every PollInterval (or at once after
 // Executor.Approve) it claims the oldest approved proposal whose targets
 // do not overlap an executing one, within the hourly cap and Concurrency.
@@ -248,6 +249,9 @@ func (e *Executor) ready() error {
 func (e *Executor) Run(ctx context.Context) error {
 	if err := e.ready(); err != nil {
 		return err
+	}
+	if !e.waitCluster(ctx) {
+		return nil
 	}
 	if _, err := e.Recover(ctx); err != nil {
 		return err
@@ -340,6 +344,28 @@ func (e *Executor) Run(ctx context.Context) error {
 		case <-done:
 		}
 	}
+}
+
+// waitCluster waits until the store is bound to PD's cluster
+// (store.BindCluster; the daemon's monitor binds it in its first cycle):
+// recovery, claims and reverts are scoped to that cluster, so that the
+// daemon of another cluster sharing the database never touches them. It
+// returns false when ctx ends first.
+func (e *Executor) waitCluster(ctx context.Context) bool {
+	if e.st.ClusterID() != "" {
+		return true
+	}
+	e.log.Info("executor waits for the cluster identity (the monitor's first cycle)")
+	t := time.NewTicker(min(e.poll, 200*time.Millisecond))
+	defer t.Stop()
+	for e.st.ClusterID() == "" {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // claim takes the next approved proposal that may run now, or nil. With a

@@ -135,9 +135,28 @@ func TestClaimTimeIntegrity(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.sql(t, `UPDATE action_proposals SET cluster_id = '9999' WHERE id = ?`, p.ID)
-		defer run(t, w.e)()
+		defer run(t, w.e)() // this cluster's executor no longer sees it
+		// The daemon of cluster 9999, sharing the database and the key,
+		// claims it and refuses it: the approval is bound to the other
+		// cluster.
+		otherSt, err := store.Open(context.Background(), w.path, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer otherSt.Close()
+		if err := otherSt.BindCluster(context.Background(), "9999", "other", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		key, err := auditkey.LoadOrCreate(filepath.Dir(w.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherSt.SetAuditKey(key, nil, nil)
+		other := New(Options{Store: otherSt, Catalog: w.e.cat, PollInterval: 20 * time.Millisecond, Verifier: key.Public(),
+			Clock: func() time.Time { return *w.now.Load() }})
+		defer run(t, other)()
 		got := waitStatus(t, w.st, p.ID, action.Refused, action.Completed, action.Failed)
-		if got.Status != action.Refused || w.executed.Load() != 0 || !strings.Contains(got.Result, "cluster") {
+		if got.Status != action.Refused || w.executed.Load() != 0 || !strings.Contains(got.Result, "approved it for cluster") {
 			t.Errorf("other cluster: %s %q", got.Status, got.Result)
 		}
 	})

@@ -57,7 +57,7 @@ func Names() []string {
 		NameLeaderImbalance, NameRegionImbalance, NameStoreNoLeaders,
 		NameRegionMissPeer, NameRegionDownPeer, NameRegionPendingPeer,
 		NameRegionOfflinePeer, NameRegionExtraPeer, NameRegionOversized,
-		NameHotWriteStore,
+		NameHotWriteStore, NameHotWriteCPUImbalance,
 		NameStoreOfflineStuck, NameUpStoresBelowReplicas, NameTombstonePileup,
 		NamePDUnhealthy, NamePDNoLeader,
 		NameRegionNoLeader, NameRegionDownPeerUnrepaired, NameOperatorTimeouts,
@@ -160,6 +160,16 @@ type Config struct {
 	// HotWriteTopRegions is how many hottest region ids the evidence lists.
 	// Default 5. 0 = default.
 	HotWriteTopRegions int `toml:"hot-write-top-regions" json:"hot-write-top-regions"`
+	// CPUImbalanceRatio, CPUImbalanceMinCores, CPUImbalanceMaxFlowRatio:
+	// hot_write_cpu_imbalance (needs [prometheus]) fires for a store whose
+	// TiKV write-path CPU is at least Ratio (default 2) times the other Up
+	// stores' median and at least MinCores (default 1 core), while its
+	// hot write bytes and keys (GET /hotspot/regions/write as_leader) are
+	// each at most MaxFlowRatio (default 1.5) times the others' median.
+	// 0 = default.
+	CPUImbalanceRatio        float64 `toml:"cpu-imbalance-ratio" json:"cpu-imbalance-ratio"`
+	CPUImbalanceMinCores     float64 `toml:"cpu-imbalance-min-cores" json:"cpu-imbalance-min-cores"`
+	CPUImbalanceMaxFlowRatio float64 `toml:"cpu-imbalance-max-flow-ratio" json:"cpu-imbalance-max-flow-ratio"`
 
 	// OfflineStuckAfter: an Offline store whose region_count has not
 	// fallen for this long is stuck. When fewer Up TiKV stores than
@@ -199,6 +209,11 @@ type Config struct {
 	// one host must fail together (default 2). 0 / "" = default.
 	HostLabel            string `toml:"host-label" json:"host-label"`
 	HostFailingMinStores int    `toml:"host-failing-min-stores" json:"host-failing-min-stores"`
+	// PDLeaderChangeHold: after a PD leader change (LeaderGuard) the
+	// store-state invariants (HeldByLeaderChange) are held this long while
+	// the new leader rebuilds store states from heartbeats. Default 30s.
+	// 0 = default.
+	PDLeaderChangeHold time.Duration `toml:"pd-leader-change-hold" json:"pd-leader-change-hold"`
 }
 
 // Defaults of Config's thresholds.
@@ -223,6 +238,9 @@ const (
 	DefaultHotWriteShare             = 0.6
 	DefaultHotWriteMinBytesPerSec    = 1 << 20
 	DefaultHotWriteTopRegions        = 5
+	DefaultCPUImbalanceRatio         = 2.0
+	DefaultCPUImbalanceMinCores      = 1.0
+	DefaultCPUImbalanceMaxFlowRatio  = 1.5
 	DefaultOfflineStuckAfter         = 30 * time.Minute
 	DefaultTombstoneMaxRecords       = 3
 	DefaultDownPeerUnrepairedAfter   = 10 * time.Minute
@@ -277,6 +295,9 @@ func DefaultConfig() Config {
 		HotWriteShare:             DefaultHotWriteShare,
 		HotWriteMinBytesPerSec:    DefaultHotWriteMinBytesPerSec,
 		HotWriteTopRegions:        DefaultHotWriteTopRegions,
+		CPUImbalanceRatio:         DefaultCPUImbalanceRatio,
+		CPUImbalanceMinCores:      DefaultCPUImbalanceMinCores,
+		CPUImbalanceMaxFlowRatio:  DefaultCPUImbalanceMaxFlowRatio,
 		OfflineStuckAfter:         DefaultOfflineStuckAfter,
 		TombstoneMaxRecords:       DefaultTombstoneMaxRecords,
 		DownPeerUnrepairedAfter:   DefaultDownPeerUnrepairedAfter,
@@ -289,6 +310,7 @@ func DefaultConfig() Config {
 		LeaderDropHold:            DefaultLeaderDropHold,
 		HostLabel:                 DefaultHostLabel,
 		HostFailingMinStores:      DefaultHostFailingMinStores,
+		PDLeaderChangeHold:        DefaultPDLeaderChangeHold,
 	}
 }
 
@@ -330,6 +352,15 @@ func (c Config) withDefaults() Config {
 	if c.OfflineStuckAfter == 0 {
 		c.OfflineStuckAfter = DefaultOfflineStuckAfter
 	}
+	if c.CPUImbalanceRatio == 0 {
+		c.CPUImbalanceRatio = DefaultCPUImbalanceRatio
+	}
+	if c.CPUImbalanceMinCores == 0 {
+		c.CPUImbalanceMinCores = DefaultCPUImbalanceMinCores
+	}
+	if c.CPUImbalanceMaxFlowRatio == 0 {
+		c.CPUImbalanceMaxFlowRatio = DefaultCPUImbalanceMaxFlowRatio
+	}
 	if c.DownPeerUnrepairedAfter == 0 {
 		c.DownPeerUnrepairedAfter = DefaultDownPeerUnrepairedAfter
 	}
@@ -359,6 +390,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HostFailingMinStores == 0 {
 		c.HostFailingMinStores = DefaultHostFailingMinStores
+	}
+	if c.PDLeaderChangeHold == 0 {
+		c.PDLeaderChangeHold = DefaultPDLeaderChangeHold
 	}
 	return c
 }
@@ -422,6 +456,12 @@ func (c Config) Validate() error {
 	if c.HotWriteShare < 0 || c.HotWriteShare > 1 {
 		bad("hot-write-share %v must be in (0,1]", c.HotWriteShare)
 	}
+	if c.CPUImbalanceRatio < 0 || (c.CPUImbalanceRatio > 0 && c.CPUImbalanceRatio <= 1) {
+		bad("cpu-imbalance-ratio %v must be > 1", c.CPUImbalanceRatio)
+	}
+	if c.CPUImbalanceMinCores < 0 || c.CPUImbalanceMaxFlowRatio < 0 {
+		bad("cpu-imbalance-min-cores and cpu-imbalance-max-flow-ratio must be >= 0")
+	}
 	if c.HotWriteMinBytesPerSec < 0 {
 		bad("hot-write-min-bytes-per-sec %v must be >= 0", c.HotWriteMinBytesPerSec)
 	}
@@ -433,6 +473,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderDropRatio < 0 || c.LeaderDropRatio > 1 {
 		bad("leader-drop-ratio %v must be in (0,1]", c.LeaderDropRatio)
+	}
+	if c.PDLeaderChangeHold < 0 {
+		bad("pd-leader-change-hold %s must be >= 0", c.PDLeaderChangeHold)
 	}
 	if c.HostFailingMinStores < 0 || c.HostFailingMinStores == 1 {
 		bad("host-failing-min-stores %d must be >= 2", c.HostFailingMinStores)
@@ -472,6 +515,8 @@ func Default(cfg Config) []Invariant {
 		&RegionCheck{base: b(NameRegionExtraPeer), Check: checkExtraPeer, MaxRegions: c.ExtraPeerMaxRegions, Samples: c.SampleRegions},
 		&RegionOversized{base: b(NameRegionOversized), MaxSubjects: c.OversizedMaxSubjects},
 		&HotWriteStore{base: b(NameHotWriteStore), MinShare: c.HotWriteShare, MinBytesPerSec: c.HotWriteMinBytesPerSec, TopRegions: c.HotWriteTopRegions},
+		&HotWriteCPUImbalance{base: b(NameHotWriteCPUImbalance), Ratio: c.CPUImbalanceRatio, MinCores: c.CPUImbalanceMinCores,
+			FlowRatio: c.CPUImbalanceMaxFlowRatio, TopRegions: c.HotWriteTopRegions},
 		NewStoreOfflineStuck(c.ForOf(NameStoreOfflineStuck), c.OfflineStuckAfter),
 		&UpStoresBelowReplicas{base: b(NameUpStoresBelowReplicas)},
 		&TombstonePileup{base: b(NameTombstonePileup), MaxRecords: c.TombstoneMaxRecords},
@@ -489,11 +534,18 @@ func Default(cfg Config) []Invariant {
 		&HostStoresFailing{base: b(NameHostStoresFailing), Label: c.HostLabel, MinStores: c.HostFailingMinStores, h: hist},
 		&ReplicationIsolationRisk{base: b(NameReplicationIsolationRisk)},
 	}
+	// A PD leader change rebuilds the store figures these read: hold
+	// them meanwhile (one guard for all).
+	guard := NewLeaderGuard(c.PDLeaderChangeHold)
 	out := all[:0]
 	for _, inv := range all {
-		if !slices.Contains(cfg.Disabled, inv.Name()) {
-			out = append(out, inv)
+		if slices.Contains(cfg.Disabled, inv.Name()) {
+			continue
 		}
+		if slices.Contains(HeldByLeaderChange, inv.Name()) {
+			inv = Guard(inv, guard)
+		}
+		out = append(out, inv)
 	}
 	return out
 }

@@ -8,6 +8,12 @@
 // floor; see /work/shared/pd-api.md sections 2-4. Time is passed in, so an
 // invariant (and the pending -> firing logic built on its For duration) is
 // tested step by step without sleeping, as Prometheus' rules package does.
+//
+// One place per invariant family: each family's file (balance, hot, cpu,
+// offline, store_state, slow, space, region, pdwork, pdhealth, isolation)
+// holds its detectors and their runbooks — the rules backend's diagnosis
+// (Diagnose; package rules only dispatches to it) — and families.go ties
+// every invariant to its runbook and allowed actions (Allowed).
 package invariant
 
 import (

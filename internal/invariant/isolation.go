@@ -2,11 +2,13 @@ package invariant
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/tikvops/operator/internal/diagnose"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/ticket"
 	"github.com/tikvops/operator/internal/tikv"
@@ -125,4 +127,34 @@ func domainIDs(m map[string][]uint64) map[string][]uint64 {
 		out[k] = ids
 	}
 	return out
+}
+
+// Runbooks of this family: the rules backend's diagnoses, and the
+// family table entries tying them to their invariants and allowed actions.
+
+// isolationFamilies are this file's families: each invariant's runbook and the only
+// action types its diagnoses may propose (families.go).
+var isolationFamilies = map[string]family{
+	// A topology decision: page (issue 11, isolation-level).
+	NameReplicationIsolationRisk: {replicationIsolationRisk, nil},
+}
+
+// replicationIsolationRisk pages: adding a failure domain or changing
+// labels is a human's topology decision.
+func replicationIsolationRisk(f *facts) *diagnose.Diagnosis {
+	d := &diagnose.Diagnosis{
+		Summary:    "one failure domain can hold a quorum of replicas",
+		Confidence: diagnose.ConfidenceHigh,
+		RootCause:  "The stores' location labels give fewer failure domains than max-replicas needs: PD places several replicas of a region in one domain (zone/host), so that domain's failure loses the region's Raft quorum (PD docs: schedule replicas by topology labels; isolation-level).",
+		Risks:      []string{"A single zone or host failure makes the affected regions unavailable until it returns."},
+	}
+	var reasons []string
+	if raw, ok := f.ev["reasons"]; ok {
+		_ = json.Unmarshal(raw, &reasons)
+	}
+	for _, r := range reasons {
+		d.Evidence = append(d.Evidence, clipText(r, 300))
+	}
+	d.NoActionReason = page("add stores in another failure domain (a third zone for 3 replicas) or change the topology labels / isolation-level deliberately; no PD action fixes the topology")
+	return d
 }

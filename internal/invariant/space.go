@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/tikvops/operator/internal/diagnose"
 	"github.com/tikvops/operator/internal/pd"
 	"github.com/tikvops/operator/internal/ticket"
 	"github.com/tikvops/operator/internal/tikv"
@@ -248,3 +250,200 @@ func medianExcluding(sorted []uint64, skip int) float64 {
 	}
 	return (at(n/2-1) + at(n/2)) / 2
 }
+
+// Runbooks of this family: the rules backend's diagnoses, and the
+// family table entries tying them to their invariants and allowed actions.
+
+// spaceFamilies are this file's families: each invariant's runbook and the only
+// action types its diagnoses may propose (families.go).
+var spaceFamilies = map[string]family{
+	// Space: never raise low-space-ratio (it hides a filling disk).
+	NameStoreLowSpace:        {storeLowSpace, nil},
+	NameClusterSpaceUsed:     {clusterSpaceUsed, nil},
+	NameStoreCapacitySuspect: {storeCapacitySuspect, nil},
+}
+
+// spaceRow is one store's space figures.
+type spaceRow struct {
+	s                            *pd.StoreInfo
+	capacity, avail, used, other uint64
+	ratio                        float64
+}
+
+func (f *facts) spaceRows() []spaceRow {
+	var out []spaceRow
+	for _, id := range f.ids {
+		s := f.stores[id]
+		if s.Store.StateName == pd.StateTombstone {
+			continue
+		}
+		r := spaceRow{s: s, capacity: uint64(s.Status.Capacity), avail: uint64(s.Status.Available), used: uint64(s.Status.UsedSize)}
+		if r.capacity > 0 {
+			r.ratio = float64(r.avail) / float64(r.capacity)
+			if r.avail+r.used < r.capacity {
+				r.other = r.capacity - r.avail - r.used
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (r spaceRow) line() string {
+	s := fmt.Sprintf("store %d (%s): %s of %s available (%s), used by TiKV %s", r.s.Store.ID, r.s.Store.StateName,
+		bytesOf(r.avail), bytesOf(r.capacity), pct(r.ratio), bytesOf(r.used))
+	if r.used > 0 && r.other > 0 {
+		s += ", not explained by TiKV " + bytesOf(r.other)
+	}
+	return s
+}
+
+// unexplained reports tikv/pd#9858, tikv/pd#6252's check: capacity - available - used >
+// max(10% of capacity, 50 GiB), other data on the disk.
+func (r spaceRow) unexplained() bool {
+	return r.used > 0 && r.other > max(r.capacity/10, 50<<30)
+}
+
+// storeLowSpace (store_low_space, tikv/tikv#5420, tikv/pd#9858, tikv/pd#6252): always page. With
+// every store low, balancing cannot help; with room elsewhere, PD's
+// balance-region moves regions off by itself. Never raise low-space-ratio:
+// it hides a disk that is really filling up.
+func storeLowSpace(f *facts) *diagnose.Diagnosis {
+	id, _ := f.ev.uint("store_id")
+	if sid, ok := subjectStore(f); ok {
+		id = sid
+	}
+	ratio := f.lowSpaceRatio()
+	rows := f.spaceRows()
+	var low, room []uint64
+	var self *spaceRow
+	for i := range rows {
+		r := &rows[i]
+		if r.s.Store.ID == id {
+			self = r
+		}
+		if r.s.IsTiFlash() || r.s.Store.StateName == pd.StateDown || r.capacity == 0 {
+			continue
+		}
+		switch {
+		case r.ratio < 1-ratio:
+			low = append(low, r.s.Store.ID)
+		case r.s.Store.StateName == pd.StateUp && r.ratio >= 1-f.highSpaceRatio():
+			room = append(room, r.s.Store.ID)
+		}
+	}
+	d := &diagnose.Diagnosis{
+		Summary: fmt.Sprintf("store %d is low on space (low-space-ratio %g)", id, ratio),
+		Evidence: []string{fmt.Sprintf("low when available/capacity < %s (1 - low-space-ratio %g, GET /pd/api/v1/config/schedule); stores below: %s; stores with room (< high-space-ratio %g used): %s",
+			pct(1-ratio), ratio, idList(low), f.highSpaceRatio(), idList(room))},
+		Confidence: diagnose.ConfidenceMedium,
+	}
+	for _, r := range rows {
+		d.Evidence = append(d.Evidence, r.line())
+	}
+	if self != nil && self.s.IsTiFlash() {
+		d.Summary = fmt.Sprintf("TiFlash store %d is low on space: %s of %s available", id, bytesOf(self.avail), bytesOf(self.capacity))
+		d.RootCause = "A TiFlash store holds columnar replicas of the tables that have TiFlash replicas; PD can only move them to other TiFlash stores."
+		d.Risks = []string{"A full TiFlash store stops replicating, and analytical queries fall back to TiKV or fail.", "Do not raise low-space-ratio: it hides the problem."}
+		d.NoActionReason = page("add TiFlash capacity or reduce the tables with TiFlash replicas (ALTER TABLE ... SET TIFLASH REPLICA)")
+		return d
+	}
+	if self == nil || !slices.Contains(low, id) {
+		d.Summary = fmt.Sprintf("store %d is no longer low on space", id)
+		d.RootCause = "The store's available space is back above the low-space threshold (data was deleted or compacted, or regions moved away)."
+		d.NoActionReason = page("store %d is no longer low on space; keep an eye on the trend", id)
+		return d
+	}
+	below := pct(self.ratio) + " < " + pct(1-ratio)
+	if pct(self.ratio) == pct(1-ratio) {
+		below = "just under " + pct(1-ratio)
+	}
+	d.Summary = fmt.Sprintf("store %d is low on space: %s of %s available (%s)", id, bytesOf(self.avail), bytesOf(self.capacity), below)
+	never := "Do not raise low-space-ratio (set_low_space_threshold): it only hides a disk that is really filling up (tikv/tikv#5420, tikv/pd#9858, tikv/pd#6252)."
+	switch {
+	case len(room) == 0:
+		d.RootCause = fmt.Sprintf("Every TiKV store is at or near its low-space threshold (low: %s): there is nowhere to move regions, so balancing cannot help (tikv/tikv#5420). Once a store is full, TiKV stops with \"No space left on device\" and cannot restart.", idList(low))
+		d.Confidence = diagnose.ConfidenceHigh
+		d.Risks = []string{"Stores that fill up stop accepting writes and may not restart.", never}
+		d.NoActionReason = page("every store is low on space; add capacity (new TiKV stores or bigger disks) or delete data (DROP/TRUNCATE, then GC), watching time to full per store; TiKV's space_placeholder_file is the emergency reserve if a store crashes")
+	case self.unexplained():
+		d.RootCause = fmt.Sprintf("On store %d, %s of the disk is used by something other than TiKV (capacity - available - used_size): the disk is shared with other data (logs, backups, another TiKV), which PD cannot move (tikv/pd#9858, tikv/pd#6252tikv/pd#9858).", id, bytesOf(self.other))
+		d.Confidence = diagnose.ConfidenceHigh
+		d.Risks = []string{"The foreign data keeps growing and fills the disk regardless of how regions are balanced.", never}
+		d.NoActionReason = page("find and remove the non-TiKV data on store %d's disk (%s unexplained), or give TiKV its own disk", id, bytesOf(self.other))
+	default:
+		bal := f.scheduler(schedBalanceRegion)
+		d.RootCause = fmt.Sprintf("Store %d holds more data than its disk comfortably allows while stores %s have room. PD's balance-region scheduler (%s) moves regions away from low-space stores by itself (their region score rises steeply).", id, idList(room), bal)
+		if bal != "running" {
+			d.RootCause += " It is not running, so nothing moves: resume or re-add it (pd-ctl scheduler add balance-region-scheduler)."
+		}
+		if self.capacity < medianCapacity(rows)/2 {
+			d.RootCause += " Its disk is much smaller than the others', and PD balances by size; give it a disk like the others'."
+		}
+		d.Risks = []string{"If data grows faster than PD moves regions away, the store fills up.", never}
+		d.NoActionReason = page("PD's balancer is the right tool here; check that it moves regions off store %d (pd-ctl operator show region) and that the disk trend is flat", id)
+	}
+	return d
+}
+
+func medianCapacity(rows []spaceRow) uint64 {
+	var caps []uint64
+	for _, r := range rows {
+		if r.capacity > 0 && !r.s.IsTiFlash() {
+			caps = append(caps, r.capacity)
+		}
+	}
+	if len(caps) == 0 {
+		return 0
+	}
+	slices.Sort(caps)
+	return caps[len(caps)/2]
+}
+
+// clusterSpaceUsed (cluster_space_used): page with the per-store table.
+func clusterSpaceUsed(f *facts) *diagnose.Diagnosis {
+	used, _ := f.ev.uint("used_bytes")
+	capacity, _ := f.ev.uint("capacity_bytes")
+	ratio, _ := f.ev.float("used_ratio")
+	d := &diagnose.Diagnosis{
+		Summary:    fmt.Sprintf("cluster space used %s: %s of %s", pct(ratio), bytesOf(used), bytesOf(capacity)),
+		Evidence:   []string{fmt.Sprintf("sum of used_size / capacity over non-Tombstone stores: %s (%s)", pct(ratio), f.ev.str("used_source"))},
+		RootCause:  "The data stored has grown close to the cluster's total capacity: balancing moves data between stores but cannot create room (tikv/tikv#5420).",
+		Confidence: diagnose.ConfidenceHigh,
+		Risks:      []string{"When stores fill up they stop accepting writes; a full TiKV may not restart.", "Do not raise low-space-ratio: it hides the problem."},
+	}
+	for _, r := range f.spaceRows() {
+		d.Evidence = append(d.Evidence, r.line())
+	}
+	d.NoActionReason = page("plan capacity: add TiKV stores or bigger disks, or delete data (then GC); estimate time to full from the growth rate")
+	return d
+}
+
+// storeCapacitySuspect (store_capacity_suspect, tikv/pd#9858, tikv/pd#6252): page.
+func storeCapacitySuspect(f *facts) *diagnose.Diagnosis {
+	id, _ := f.ev.uint("store_id")
+	if sid, ok := subjectStore(f); ok {
+		id = sid
+	}
+	reason := f.ev.str("reason")
+	d := &diagnose.Diagnosis{
+		Summary:    fmt.Sprintf("store %d reports an implausible capacity (%s)", id, reason),
+		Confidence: diagnose.ConfidenceMedium,
+		Risks:      []string{"PD's space math (low space, balance) is wrong while the figure is wrong: regions may be placed badly."},
+	}
+	if s, ok := f.store(id); ok {
+		d.Evidence = append(d.Evidence, storeLine(s))
+	}
+	if m := f.ev.str("median_capacity"); m != "" {
+		d.Evidence = append(d.Evidence, fmt.Sprintf("median capacity of its peers %s (ratio %.2g)", m, must(f.ev.float("capacity_to_median_ratio"))))
+	}
+	if strings.Contains(reason, "0 B") {
+		d.RootCause = "A store reporting capacity 0 B is usually a crashed or stuck TiKV whose heartbeats carry no disk statistics (tikv/pd#6252: PD ignores such stores for low space); it skews the cluster's space totals."
+	} else {
+		d.RootCause = "A capacity far below its peers usually comes from TiKV's own configuration (storage.reserve-space or raftstore.capacity set too small, tikv/tikv#2913) or from a wrong or full mount under the data directory."
+	}
+	d.NoActionReason = page("check store %d's TiKV configuration (raftstore.capacity) and the disk under its data directory; no PD action fixes a reported capacity", id)
+	return d
+}
+
+func must(v float64, _ bool) float64 { return v }

@@ -2,14 +2,19 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tikvops/operator/internal/invariant"
 	"github.com/tikvops/operator/internal/pd"
@@ -32,18 +37,24 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkCycle -benchtime 100x ./internal/monitor/
 func BenchmarkCycle(b *testing.B) {
-	benchCycle(b, []benchCase{{1000, false, false}, {10000, false, false}, {10000, true, false}, {10000, true, true}})
+	benchCycle(b, []benchCase{{1000, false, false, false}, {10000, false, false, false}, {10000, true, false, false},
+		{10000, true, true, false}, {10000, true, true, true}})
 }
 
 // BenchmarkCycleBig is BenchmarkCycle at 100,000 regions, healthy and with
 // one of 5 stores stopped (about 60,000 down-peer regions): the simulator
-// needs a few minutes to start it on 2 cores. Also reported: the
-// process's resident set after the loop (rss-MB) and its peak (hwm-MB,
-// /proc/self/status; Linux only).
+// needs a few minutes to start it on 2 cores. Also reported (every case):
+// the process's resident set after the loop (rss-MB) and its peak
+// (hwm-MB, /proc/self/status; Linux only), the heap the last snapshot's
+// kept check lists hold (kept-MB: the operator's retained share; the
+// rest of the RSS is mostly the in-process simulator's regions), and, in
+// the log (-v), PD bytes per cycle by route. OPERATOR_BENCH_CASES selects
+// cases by name.
 //
-//	go test -run '^$' -bench BenchmarkCycleBig -benchtime 10x -timeout 30m ./internal/monitor/
+//	go test -run '^$' -bench BenchmarkCycleBig -benchtime 10x -timeout 40m ./internal/monitor/
 func BenchmarkCycleBig(b *testing.B) {
-	benchCycle(b, []benchCase{{100000, false, false}, {100000, true, false}, {100000, true, true}})
+	benchCycle(b, []benchCase{{100000, false, false, false}, {100000, true, false, false}, {100000, true, true, false},
+		{100000, true, true, true}})
 }
 
 // benchCase is one cluster: its regions, whether a store is stopped, and
@@ -54,6 +65,23 @@ type benchCase struct {
 	regions   int
 	stopStore bool
 	collector bool
+	// noState runs the monitor without persisting its memory
+	// ("/no-state": a StateStore whose load fails, so the monitor never
+	// saves), to tell the cycle's own allocations from those of
+	// marshalling invariant.History every cycle.
+	noState bool
+}
+
+// failingState is the ticket store as a StateStore that cannot load, so
+// the monitor never saves (benchCase.noState).
+type failingState struct{ *store.Store }
+
+func (failingState) LoadMonitorState(context.Context) (store.MonitorState, error) {
+	return store.MonitorState{}, errors.New("benchmark: no state")
+}
+
+func (failingState) SaveMonitorState(context.Context, store.MonitorState, time.Time) error {
+	return errors.New("benchmark: no state")
 }
 
 // procStatusMB returns a "VmRSS"/"VmHWM" line of /proc/self/status in MB,
@@ -75,6 +103,29 @@ func procStatusMB(key string) float64 {
 	return 0
 }
 
+// keptBytes estimates the heap a snapshot's check lists hold (the
+// regions tikv.Collect keeps, at most tikv.CheckKeepRegions per check,
+// which a tikv.Collector retains between cycles): the operator's own
+// share of the process's RSS, which also holds the simulator's regions.
+func keptBytes(s *tikv.Snapshot) int {
+	if s == nil {
+		return 0
+	}
+	n := 0
+	for _, list := range s.Checks {
+		for i := range list {
+			r := &list[i]
+			n += int(unsafe.Sizeof(*r)) + len(r.StartKey) + len(r.EndKey) +
+				cap(r.Peers)*int(unsafe.Sizeof(pd.Peer{})) + cap(r.PendingPeers)*int(unsafe.Sizeof(pd.Peer{})) +
+				cap(r.DownPeers)*int(unsafe.Sizeof(pd.DownPeer{}))
+			for _, p := range r.Peers {
+				n += len(p.RoleName)
+			}
+		}
+	}
+	return n
+}
+
 func benchCycle(b *testing.B, cases []benchCase) {
 	for _, bc := range cases {
 		regions := bc.regions
@@ -85,6 +136,15 @@ func benchCycle(b *testing.B, cases []benchCase) {
 		if bc.collector {
 			name += "/collector"
 		}
+		if bc.noState {
+			name += "/no-state"
+		}
+		// -bench cannot select a case whose name is a prefix of others':
+		// OPERATOR_BENCH_CASES="regions=100000,regions=100000/store-stopped/collector"
+		// runs only those (each 100k case starts its own cluster).
+		if only := os.Getenv("OPERATOR_BENCH_CASES"); only != "" && !slices.Contains(strings.Split(only, ","), name) {
+			continue
+		}
 		b.Run(name, func(b *testing.B) {
 			c := testcluster.Start(b, testcluster.Options{Stores: 5, Regions: regions, StartTimeout: 15 * time.Minute})
 			ctx := context.Background()
@@ -94,10 +154,15 @@ func benchCycle(b *testing.B, cases []benchCase) {
 			}
 			b.Cleanup(func() { _ = db.Close() })
 			var bytesRead, requests atomic.Int64
+			var routeMu sync.Mutex
+			routeBytes := map[string]int64{}
 			var m *Monitor
 			client, err := pd.New([]string{c.PDURL}, pd.WithObserver(func(method, path string, status int, d time.Duration, n int64) {
 				bytesRead.Add(n)
 				requests.Add(1)
+				routeMu.Lock()
+				routeBytes[method+" "+path] += n
+				routeMu.Unlock()
 				m.ObservePDRequest(method, path, status, d, n)
 			}))
 			if err != nil {
@@ -107,10 +172,15 @@ func benchCycle(b *testing.B, cases []benchCase) {
 			if bc.collector {
 				collect = tikv.NewCollector(client).Collect
 			}
+			var state StateStore
+			if bc.noState {
+				state = failingState{db}
+			}
 			m = New(Options{
 				Invariants: invariant.Default(invariant.DefaultConfig()),
 				Collect:    collect,
 				Sink:       db,
+				State:      state,
 				Quiet:      30 * time.Second,
 			})
 			// One warm-up cycle; check that it reads what PD has.
@@ -147,12 +217,18 @@ func benchCycle(b *testing.B, cases []benchCase) {
 			}
 			bytesRead.Store(0)
 			requests.Store(0)
+			routeMu.Lock()
+			clear(routeBytes)
+			routeMu.Unlock()
 			b.ReportAllocs()
 			b.ResetTimer()
+			var lastSnap *tikv.Snapshot
 			for b.Loop() {
-				if _, err := m.RunOnce(ctx, time.Now()); err != nil {
+				res, err := m.RunOnce(ctx, time.Now())
+				if err != nil {
 					b.Fatal(err)
 				}
+				lastSnap = res.Snapshot
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(bytesRead.Load())/float64(b.N), "pd-bytes/op")
@@ -160,6 +236,15 @@ func benchCycle(b *testing.B, cases []benchCase) {
 			b.ReportMetric(float64(problems), "down-peer-regions")
 			b.ReportMetric(procStatusMB("VmRSS"), "rss-MB")
 			b.ReportMetric(procStatusMB("VmHWM"), "hwm-MB")
+			b.ReportMetric(float64(keptBytes(lastSnap))/(1<<20), "kept-MB")
+			routeMu.Lock()
+			var routes []string
+			for r, n := range routeBytes {
+				routes = append(routes, fmt.Sprintf("%s=%d", r, n/int64(b.N)))
+			}
+			routeMu.Unlock()
+			sort.Strings(routes)
+			b.Logf("PD bytes per cycle by route: %s", strings.Join(routes, " "))
 		})
 	}
 }

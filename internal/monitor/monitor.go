@@ -117,6 +117,10 @@ const (
 	HealthUnknown Health = "unknown" // not evaluated yet
 	HealthGood    Health = "ok"
 	HealthBad     Health = "err"
+	// HealthHeld: the invariant was not evaluated on purpose (an
+	// *invariant.HeldError, e.g. right after a PD leader change); Err says
+	// why and until when. Its alerts and tickets stay as they were.
+	HealthHeld Health = "held"
 )
 
 // InvariantStatus is how an invariant's last evaluation went.
@@ -516,6 +520,14 @@ func (m *Monitor) evaluate(ctx context.Context, inv invariant.Invariant, s *tikv
 	start := time.Now()
 	obs, err := m.evalOne(ctx, inv, s, now)
 	d := time.Since(start)
+	if errors.Is(err, invariant.ErrHeld) {
+		if st := m.status[name]; st == nil || st.Health != HealthHeld {
+			m.log.Info("invariant held", "invariant", name, "reason", err)
+		}
+		m.setStatus(name, -1, d, err, now)
+		m.status[name].Health = HealthHeld
+		return false // its alerts and tickets stay as they are
+	}
 	if err != nil {
 		m.metrics.invariantErrors.WithLabelValues(name).Inc()
 		m.log.Warn("invariant evaluation failed", "invariant", name, "err", err)

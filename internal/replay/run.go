@@ -160,7 +160,7 @@ func Run(ctx context.Context, t *Tape, opts Options) (*Result, error) {
 	mon := monitor.New(monitor.Options{
 		Interval:       cfg.Monitor.Interval.Duration,
 		Invariants:     invariant.Default(cfg.Invariants),
-		Collect:        func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) },
+		Collect:        tikv.WithStoreCPU(func(ctx context.Context) (*tikv.Snapshot, error) { return tikv.Collect(ctx, pdc) }, prom),
 		Sink:           st,
 		Quiet:          cfg.Monitor.Quiet.Duration,
 		UnreachableFor: cfg.Invariants.ForOf(invariant.NamePDUnreachable),

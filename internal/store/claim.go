@@ -68,8 +68,9 @@ type ClaimEnded struct {
 	Reason   error
 }
 
-// ClaimNext atomically takes the oldest approved proposal (by approval
-// time, then id) that does not conflict with an executing one, and moves
+// ClaimNext atomically takes the oldest approved proposal of this
+// handle's cluster (BindCluster; "" when not bound), by approval time then
+// id, that does not conflict with an executing one of that cluster, and moves
 // it approved -> executing, recording executor as ExecutedBy and now as
 // ExecutedAt, like Claim. Proposals skipped because of a conflict stay
 // approved. It returns nil when nothing can be claimed. A cheap read
@@ -93,8 +94,11 @@ func (s *Store) ClaimNextChecked(ctx context.Context, executor string, now time.
 	if o.Term > 0 {
 		ctx = WithTerm(ctx, o.Term)
 	}
+	// Only this handle's cluster's proposals (BindCluster): an action of
+	// another cluster is its own daemon's to run.
+	cluster := s.ClusterID()
 	var waiting int
-	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM action_proposals WHERE status = 'approved')`).Scan(&waiting); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM action_proposals WHERE status = 'approved' AND cluster_id = ?)`, cluster).Scan(&waiting); err != nil {
 		return nil, nil, fmt.Errorf("claim action: %w", err)
 	}
 	if waiting == 0 {
@@ -109,8 +113,8 @@ func (s *Store) ClaimNextChecked(ctx context.Context, executor string, now time.
 		ended = ended[:0]
 		if o.Max > 0 {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM action_proposals WHERE executed_at >= ?`,
-				fmtTime(o.Since)).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM action_proposals WHERE cluster_id = ? AND executed_at >= ?`,
+				cluster, fmtTime(o.Since)).Scan(&n); err != nil {
 				return fmt.Errorf("count claims: %w", err)
 			}
 			if n >= o.Max {
@@ -118,11 +122,11 @@ func (s *Store) ClaimNextChecked(ctx context.Context, executor string, now time.
 				return nil
 			}
 		}
-		executing, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'executing' ORDER BY id`)
+		executing, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'executing' AND cluster_id = ? ORDER BY id`, cluster)
 		if err != nil {
 			return err
 		}
-		approved, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'approved' ORDER BY approved_at, id`)
+		approved, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'approved' AND cluster_id = ? ORDER BY approved_at, id`, cluster)
 		if err != nil {
 			return err
 		}
@@ -204,15 +208,16 @@ func txProposals(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]acti
 	return out, nil
 }
 
-// ClaimedSince counts the proposals an executor claimed at or after since
+// ClaimedSince counts the proposals of this handle's cluster an executor
+// claimed at or after since
 // (ExecutedAt >= since, whatever their status now: executing, completed
 // or failed) and returns the oldest such claim time (zero when n is 0).
 // Unlike ExecutionsSince it also counts executions still in flight, which
 // is what a per-hour cap needs.
 func (s *Store) ClaimedSince(ctx context.Context, since time.Time) (n int, oldest time.Time, err error) {
 	var first timeCol
-	err = s.db.QueryRowContext(ctx, `SELECT count(*), min(executed_at) FROM action_proposals WHERE executed_at >= ?`,
-		fmtTime(since)).Scan(&n, &first)
+	err = s.db.QueryRowContext(ctx, `SELECT count(*), min(executed_at) FROM action_proposals WHERE cluster_id = ? AND executed_at >= ?`,
+		s.ClusterID(), fmtTime(since)).Scan(&n, &first)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("count claimed actions: %w", err)
 	}

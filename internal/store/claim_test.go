@@ -13,8 +13,10 @@ import (
 // ClaimNext skips approved proposals the Conflicts func rejects (given the
 // executing ones), takes the oldest approval otherwise, and stops at the
 // cap counted from claims (executed_at), in flight or finished.
-func TestClaimNextConflictsAndCap(t *testing.T) {
-	s, _ := openTemp(t)
+func TestClaimNextConflictsAndCap(t *testing.T) { forEachBackend(t, testClaimNextConflictsAndCap) }
+
+func testClaimNextConflictsAndCap(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	a, b, c := proposed(t, s, "store:1"), proposed(t, s, "store:2"), proposed(t, s, "store:3")
 
@@ -69,7 +71,11 @@ func TestClaimNextConflictsAndCap(t *testing.T) {
 // Two handles claiming at once with a conflict rule "one at a time" never
 // both claim.
 func TestClaimNextAtomicAcrossHandles(t *testing.T) {
-	s1, path := openTemp(t)
+	forEachBackend(t, testClaimNextAtomicAcrossHandles)
+}
+
+func testClaimNextAtomicAcrossHandles(t *testing.T, be backend) {
+	s1, path := be.openTemp(t)
 	s2 := openAt(t, path)
 	ctx := context.Background()
 	for i := 0; i < 6; i++ {
@@ -106,8 +112,10 @@ func TestClaimNextAtomicAcrossHandles(t *testing.T) {
 	}
 }
 
-func TestExpireTicketProposals(t *testing.T) {
-	s, _ := openTemp(t)
+func TestExpireTicketProposals(t *testing.T) { forEachBackend(t, testExpireTicketProposals) }
+
+func testExpireTicketProposals(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:9")
 	other := proposed(t, s, "store:10")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +55,11 @@ func checkObserved(t *testing.T, s *Store, keys int, total int64) {
 // two processes) observe the same keys at once; nothing is lost, nothing
 // is duplicated, and no write fails with "database is locked".
 func TestConcurrentObserveTwoHandles(t *testing.T) {
-	s1, path := openTemp(t)
+	forEachBackend(t, testConcurrentObserveTwoHandles)
+}
+
+func testConcurrentObserveTwoHandles(t *testing.T, be backend) {
+	s1, path := be.openTemp(t)
 	s2 := openAt(t, path)
 	const writersPerHandle, perWriter, keys = 4, 50, 7
 	ctx := context.Background()
@@ -97,11 +100,13 @@ func TestConcurrentObserveTwoHandles(t *testing.T) {
 
 // TestConcurrentObserveProcesses runs the writers in separate OS
 // processes (this test binary re-executed), the real daemon + CLI case.
-func TestConcurrentObserveProcesses(t *testing.T) {
+func TestConcurrentObserveProcesses(t *testing.T) { forEachBackend(t, testConcurrentObserveProcesses) }
+
+func testConcurrentObserveProcesses(t *testing.T, be backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	path := filepath.Join(t.TempDir(), "operator.db")
+	path := be.target(t)
 	const procs, perWriter, keys = 3, 60, 5
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -155,8 +160,10 @@ func TestHelperObserveProcess(t *testing.T) {
 // TestConcurrentSweepAndObserve: the monitor's Observe/Sweep on one handle
 // and a CLI resolving tickets on another never break the one-active-ticket
 // rule.
-func TestConcurrentSweepAndObserve(t *testing.T) {
-	s1, path := openTemp(t)
+func TestConcurrentSweepAndObserve(t *testing.T) { forEachBackend(t, testConcurrentSweepAndObserve) }
+
+func testConcurrentSweepAndObserve(t *testing.T, be backend) {
+	s1, path := be.openTemp(t)
 	s2 := openAt(t, path)
 	ctx := context.Background()
 	var wg sync.WaitGroup

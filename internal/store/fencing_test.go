@@ -13,8 +13,10 @@ import (
 // A claim and a finish carry the leader's term; a lower term than the
 // highest recorded is refused inside the transaction and changes nothing;
 // a higher one is recorded; the terms are stored on the proposal.
-func TestFencingRefusesStaleTerm(t *testing.T) {
-	s, path := openTemp(t)
+func TestFencingRefusesStaleTerm(t *testing.T) { forEachBackend(t, testFencingRefusesStaleTerm) }
+
+func testFencingRefusesStaleTerm(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	ctx := context.Background()
 	a, b := proposed(t, s, "store:1"), proposed(t, s, "store:2")
 	for _, id := range []int64{a, b} {
@@ -93,8 +95,10 @@ func TestFencingRefusesStaleTerm(t *testing.T) {
 
 // Two leaders racing on one file: whatever the interleaving, once term 2
 // has written, no write of term 1 lands.
-func TestFencingConcurrentLeaders(t *testing.T) {
-	s, path := openTemp(t)
+func TestFencingConcurrentLeaders(t *testing.T) { forEachBackend(t, testFencingConcurrentLeaders) }
+
+func testFencingConcurrentLeaders(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	ctx := context.Background()
 	if err := s.BindCluster(ctx, "7001", "", t0); err != nil {
 		t.Fatal(err)

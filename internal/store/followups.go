@@ -232,15 +232,16 @@ func (s *Store) FollowUps(ctx context.Context, f FollowUpFilter) ([]FollowUp, er
 	return out, rows.Err()
 }
 
-// ClaimDueFollowUp moves the soonest scheduled revert due at or before now
+// ClaimDueFollowUp moves the soonest scheduled revert of this handle's
+// cluster (BindCluster) due at or before now
 // to running for executor and returns it, or nil when none is due. A
 // compare-and-swap: two executors never claim the same one.
 func (s *Store) ClaimDueFollowUp(ctx context.Context, executor string, now time.Time) (*FollowUp, error) {
 	var out *FollowUp
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		f, err := scanFollowUp(tx.QueryRowContext(ctx, `UPDATE action_followups SET status = 'running', claimed_by = ?, updated_at = ?
-WHERE id = (SELECT id FROM action_followups WHERE status = 'scheduled' AND due_at <= ? ORDER BY due_at, id LIMIT 1)
-RETURNING `+followUpCols, executor, fmtTime(now), fmtTime(now)))
+WHERE id = (SELECT id FROM action_followups WHERE status = 'scheduled' AND cluster_id = ? AND due_at <= ? ORDER BY due_at, id LIMIT 1)
+RETURNING `+followUpCols, executor, fmtTime(now), s.ClusterID(), fmtTime(now)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -256,7 +257,8 @@ RETURNING `+followUpCols, executor, fmtTime(now), fmtTime(now)))
 	return out, nil
 }
 
-// RequeueFollowUps moves running reverts whose executor is gone (dead
+// RequeueFollowUps moves running reverts of this handle's cluster whose
+// executor is gone (dead
 // reports true for its name) back to scheduled, so that they are checked
 // again: the check reads PD first, so a revert that was already applied is
 // found restored and not sent twice. It returns how many it moved.
@@ -267,7 +269,7 @@ func (s *Store) RequeueFollowUps(ctx context.Context, dead func(claimedBy string
 	}
 	n := 0
 	for _, f := range running {
-		if !dead(f.ClaimedBy) {
+		if f.ClusterID != s.ClusterID() || !dead(f.ClaimedBy) {
 			continue
 		}
 		err := s.write(ctx, func(tx *sql.Tx) error {
@@ -325,7 +327,7 @@ func (s *Store) ProposeFollowUp(ctx context.Context, id int64, p action.Proposal
 		if p.Urgency == "" {
 			p.Urgency = action.Soon
 		}
-		tid, err := insertManualTicket(ctx, tx, p, "warning", f.ClusterID, now)
+		tid, err := s.insertManualTicket(ctx, tx, p, "warning", f.ClusterID, now)
 		if err != nil {
 			return err
 		}

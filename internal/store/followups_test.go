@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,8 +15,12 @@ import (
 // a resolved or foreign ticket is refused. Scheduled reverts: one claim
 // each, cancel and extend only while scheduled, every change audited.
 func TestManualProposalsAndFollowUps(t *testing.T) {
+	forEachBackend(t, testManualProposalsAndFollowUps)
+}
+
+func testManualProposalsAndFollowUps(t *testing.T, be backend) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "op.db"), Options{Create: true})
+	st, err := Open(ctx, be.target(t), Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,61 +16,57 @@ import (
 // PD cluster other than the one asked about.
 var ErrWrongCluster = errors.New("database belongs to another cluster")
 
-// BindCluster ties the database to PD's cluster id (GET
-// /pd/api/v1/cluster, field "id", as a decimal string) on first use and
-// makes it the cluster every new ticket, proposal and record is tagged
-// with. A database already bound to another cluster is refused with
-// ErrWrongCluster naming both ids, and nothing changes. name is the
-// configured cluster name ("" for none).
+// BindCluster binds this store handle to PD's cluster id (GET
+// /pd/api/v1/cluster, field "id", as a decimal string) under name (the
+// configured [cluster] name) and makes it the
+// cluster every new ticket, proposal and record of this handle is tagged
+// with and every daemon-side read is scoped to (clusters.go). A name is
+// bound to one PD cluster id forever: a name bound to another id is
+// refused with ErrWrongCluster naming both ids, and so is an id already
+// bound under another name (except DefaultClusterName, the never-named
+// cluster of an older database, which takes the name); nothing changes
+// then. A new name with a new id is added. name "" takes the name the id
+// is bound under, or DefaultClusterName for the database's first cluster;
+// a new id without a name is refused when the database holds a cluster
+// (adding one takes a name). The first cluster bound adopts the rows
+// written before any binding.
 func (s *Store) BindCluster(ctx context.Context, id, name string, now time.Time) error {
 	id = strings.TrimSpace(id)
 	if id == "" || id == "0" {
 		return fmt.Errorf("bind cluster: %w: PD reported no cluster id", ErrInvalid)
 	}
+	name = strings.TrimSpace(name)
+	if name != "" {
+		if err := ValidClusterName(name); err != nil {
+			return fmt.Errorf("bind cluster: %w", err)
+		}
+	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM clusters ORDER BY first_seen`)
-		if err != nil {
-			return err
-		}
-		var ids []string
-		for rows.Next() {
-			var c string
-			if err := rows.Scan(&c); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, c := range ids {
-			if c == id {
-				return nil
-			}
-		}
-		if len(ids) > 0 {
-			return fmt.Errorf("%w: %s was made for PD cluster %s, but PD answers with cluster id %s; point --pd at that cluster's PD or use another --db",
-				ErrWrongCluster, s.path, strings.Join(ids, ", "), id)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO clusters (id, name, first_seen) VALUES (?, ?, ?)`, id, name, fmtTime(now)); err != nil {
-			return err
-		}
-		// Rows written before the binding (schema upgrades) belong to it.
-		for _, tbl := range []string{"tickets", "action_proposals"} {
-			if _, err := tx.ExecContext(ctx, `UPDATE `+tbl+` SET cluster_id = ? WHERE cluster_id = ''`, id); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		name, err = s.bindClusterTx(ctx, tx, id, name, now)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("bind cluster: %w", err)
 	}
 	s.imu.Lock()
-	s.cluster = id
+	s.cluster, s.clusterNm = id, name
 	s.imu.Unlock()
+	return nil
+}
+
+// ValidClusterName refuses a cluster name that is empty, longer than 64
+// bytes, or not made of letters, digits, '.', '_' and '-' (it is shown in
+// tables and URLs). Errors: ErrInvalid (wrapped).
+func ValidClusterName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("%w: cluster name %q must be 1 to 64 characters", ErrInvalid, name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%w: cluster name %q: only letters, digits, '.', '_' and '-'", ErrInvalid, name)
+		}
+	}
 	return nil
 }
 

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +14,10 @@ import (
 
 // keyed opens a store in a temp dir with an audit key and checkpoint, as
 // the daemon does, bound to cluster "7001".
-func keyed(t *testing.T) (*Store, string, VerifyOptions) {
+func keyed(t *testing.T, be backend) (*Store, string, VerifyOptions) {
 	t.Helper()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "operator.db")
+	path := be.target(t)
 	s := openAt(t, path)
 	key, err := auditkey.LoadOrCreate(dir)
 	if err != nil {
@@ -44,8 +43,10 @@ func mustVerify(t *testing.T, s *Store, o VerifyOptions) VerifyReport {
 	return rep
 }
 
-func TestBindClusterRefusesAnother(t *testing.T) {
-	s, path, _ := keyed(t)
+func TestBindClusterRefusesAnother(t *testing.T) { forEachBackend(t, testBindClusterRefusesAnother) }
+
+func testBindClusterRefusesAnother(t *testing.T, be backend) {
+	s, path, _ := keyed(t, be)
 	ctx := context.Background()
 	id := proposed(t, s, "store:1")
 	if p, _ := s.Proposal(ctx, id); p.ClusterID != "7001" {
@@ -68,7 +69,11 @@ func TestBindClusterRefusesAnother(t *testing.T) {
 }
 
 func TestApprovalBindingAndTwoPeople(t *testing.T) {
-	s, _, vo := keyed(t)
+	forEachBackend(t, testApprovalBindingAndTwoPeople)
+}
+
+func testApprovalBindingAndTwoPeople(t *testing.T, be backend) {
+	s, _, vo := keyed(t, be)
 	ctx := context.Background()
 	id := proposed(t, s, "store:1")
 	p, n, err := s.ApproveBound(ctx, id, Approval{By: "alice", Role: "approver", Required: 2}, t0)
@@ -104,7 +109,11 @@ func TestApprovalBindingAndTwoPeople(t *testing.T) {
 }
 
 func TestEvidenceDigestMustBeLatestDryRun(t *testing.T) {
-	s, _, _ := keyed(t)
+	forEachBackend(t, testEvidenceDigestMustBeLatestDryRun)
+}
+
+func testEvidenceDigestMustBeLatestDryRun(t *testing.T, be backend) {
+	s, _, _ := keyed(t, be)
 	ctx := context.Background()
 	id := proposed(t, s, "store:1")
 	r1, _ := s.RecordDryRun(ctx, id, action.Record{Success: true, ExecutedBy: "alice"}, t0)
@@ -126,7 +135,11 @@ func TestEvidenceDigestMustBeLatestDryRun(t *testing.T) {
 // hourly cap, or for a daemon that is down) never runs after the problem
 // is gone.
 func TestResolveExpiresApprovedInOneTransaction(t *testing.T) {
-	s, _, vo := keyed(t)
+	forEachBackend(t, testResolveExpiresApprovedInOneTransaction)
+}
+
+func testResolveExpiresApprovedInOneTransaction(t *testing.T, be backend) {
+	s, _, vo := keyed(t, be)
 	ctx := context.Background()
 	id := proposed(t, s, "store:1")
 	p, _ := s.Approve(ctx, id, "alice", t0)
@@ -151,7 +164,11 @@ func TestResolveExpiresApprovedInOneTransaction(t *testing.T) {
 }
 
 func TestClaimEligibleRefusesAndExpires(t *testing.T) {
-	s, _, vo := keyed(t)
+	forEachBackend(t, testClaimEligibleRefusesAndExpires)
+}
+
+func testClaimEligibleRefusesAndExpires(t *testing.T, be backend) {
+	s, _, vo := keyed(t, be)
 	ctx := context.Background()
 	a := proposed(t, s, "store:1")
 	b := proposed(t, s, "store:2")
@@ -195,8 +212,12 @@ func TestClaimEligibleRefusesAndExpires(t *testing.T) {
 
 // The attacks of issue 10 on the audit trail, each detected.
 func TestVerifyDetectsIssue10Tampering(t *testing.T) {
+	forEachBackend(t, testVerifyDetectsIssue10Tampering)
+}
+
+func testVerifyDetectsIssue10Tampering(t *testing.T, be backend) {
 	setup := func(t *testing.T) (*Store, string, VerifyOptions) {
-		s, path, vo := keyed(t)
+		s, path, vo := keyed(t, be)
 		ctx := context.Background()
 		for _, sub := range []string{"store:1", "store:2"} {
 			id := proposed(t, s, sub)
@@ -222,9 +243,9 @@ func TestVerifyDetectsIssue10Tampering(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s, path, vo := setup(t)
-			db := rawDB(t, path)
+			db := be.rawDB(t, path)
 			for _, q := range c.sql {
-				if _, err := db.Exec(q); err != nil {
+				if _, err := db.Exec(be.sqlFor(q)); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
@@ -253,12 +274,16 @@ func TestVerifyDetectsIssue10Tampering(t *testing.T) {
 
 // A status forged with SQL, or params edited after approval, are reported.
 func TestVerifyReportsForgedProposalRows(t *testing.T) {
+	forEachBackend(t, testVerifyReportsForgedProposalRows)
+}
+
+func testVerifyReportsForgedProposalRows(t *testing.T, be backend) {
 	for name, q := range map[string]string{
 		"status forged":  `UPDATE action_proposals SET status = 'approved' WHERE id = 1`,
 		"params swapped": `UPDATE action_proposals SET params = '{"store_id":5}' WHERE id = 2`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			s, path, vo := keyed(t)
+			s, path, vo := keyed(t, be)
 			ctx := context.Background()
 			a := proposed(t, s, "store:1")
 			b := proposed(t, s, "store:2")
@@ -271,7 +296,7 @@ func TestVerifyReportsForgedProposalRows(t *testing.T) {
 			if rep := mustVerify(t, s, vo); !rep.OK {
 				t.Fatalf("clean = %+v", rep.Broken)
 			}
-			if _, err := rawDB(t, path).Exec(q); err != nil {
+			if _, err := be.rawDB(t, path).Exec(q); err != nil {
 				t.Fatal(err)
 			}
 			rep := mustVerify(t, s, vo)
@@ -282,8 +307,10 @@ func TestVerifyReportsForgedProposalRows(t *testing.T) {
 	}
 }
 
-func TestRejectedSinceAsked(t *testing.T) {
-	s, _, _ := keyed(t)
+func TestRejectedSinceAsked(t *testing.T) { forEachBackend(t, testRejectedSinceAsked) }
+
+func testRejectedSinceAsked(t *testing.T, be backend) {
+	s, _, _ := keyed(t, be)
 	ctx := context.Background()
 	id := proposed(t, s, "store:1")
 	p, _ := s.Proposal(ctx, id)
@@ -309,8 +336,10 @@ func TestRejectedSinceAsked(t *testing.T) {
 	}
 }
 
-func TestLatestProposals(t *testing.T) {
-	s, _, _ := keyed(t)
+func TestLatestProposals(t *testing.T) { forEachBackend(t, testLatestProposals) }
+
+func testLatestProposals(t *testing.T, be backend) {
+	s, _, _ := keyed(t, be)
 	ctx := context.Background()
 	a := proposed(t, s, "store:1")
 	pa, _ := s.Proposal(ctx, a)

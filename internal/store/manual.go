@@ -71,7 +71,7 @@ func (s *Store) ProposeManual(ctx context.Context, m ManualProposal, now time.Ti
 		tid := m.TicketID
 		if tid == 0 {
 			var err error
-			if tid, err = insertManualTicket(ctx, tx, p, sev, cluster, now); err != nil {
+			if tid, err = s.insertManualTicket(ctx, tx, p, sev, cluster, now); err != nil {
 				return err
 			}
 		} else {
@@ -86,7 +86,8 @@ func (s *Store) ProposeManual(ctx context.Context, m ManualProposal, now time.Ti
 				return &ticket.ErrTransition{ID: tid, From: t.Status, To: ticket.Diagnosed}
 			}
 			if cluster != "" && t.ClusterID != "" && t.ClusterID != cluster {
-				return fmt.Errorf("%w: ticket %d belongs to PD cluster %s, this database to %s", ErrWrongCluster, tid, t.ClusterID, cluster)
+				return fmt.Errorf("%w: ticket %d belongs to PD cluster %s (%s), this daemon watches %s (%s); propose through that cluster's daemon",
+					ErrWrongCluster, tid, t.ClusterID, clusterNameTx(ctx, tx, t.ClusterID), cluster, s.ClusterName())
 			}
 		}
 		a, err := newProposalArgs(tid, p, p.ProposedBy, now)
@@ -111,12 +112,13 @@ func (s *Store) ProposeManual(ctx context.Context, m ManualProposal, now time.Ti
 
 // insertManualTicket creates the diagnosed manual ticket of p inside tx
 // and returns its id.
-func insertManualTicket(ctx context.Context, tx *sql.Tx, p action.Proposal, sev ticket.Severity, cluster string, now time.Time) (int64, error) {
+func (s *Store) insertManualTicket(ctx context.Context, tx *sql.Tx, p action.Proposal, sev ticket.Severity, cluster string, now time.Time) (int64, error) {
 	// The id the proposal will get: past both the newest row and the
 	// highest id ever issued (AUTOINCREMENT).
 	var next int64
-	if err := tx.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(id) FROM action_proposals), 0),
-	coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'action_proposals'), 0)) + 1`).Scan(&next); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT CASE WHEN a > b THEN a ELSE b END + 1 FROM (SELECT
+	coalesce((SELECT max(id) FROM action_proposals), 0) AS a,
+	coalesce((SELECT seq FROM `+s.seqTable()+` WHERE name = 'action_proposals'), 0) AS b) AS next`).Scan(&next); err != nil {
 		return 0, fmt.Errorf("next proposal id: %w", err)
 	}
 	subject := fmt.Sprintf("%s:%d", p.ActionType, next)

@@ -79,11 +79,12 @@ type MonitorState struct {
 // (their owner must bound them).
 const maxHistoryBytes = 4 << 20
 
-// LoadMonitorState returns the persisted monitor state (empty on a fresh
-// database).
+// LoadMonitorState returns the persisted monitor state of this handle's
+// cluster (BindCluster; empty on a fresh database or a new cluster).
 func (s *Store) LoadMonitorState(ctx context.Context) (MonitorState, error) {
 	st := MonitorState{Histories: map[string]json.RawMessage{}}
-	rows, err := s.db.QueryContext(ctx, `SELECT key, invariant, active_at, firing FROM monitor_alerts ORDER BY key`)
+	cluster := s.ClusterID()
+	rows, err := s.db.QueryContext(ctx, `SELECT key, invariant, active_at, firing FROM monitor_alerts WHERE cluster_id = ? ORDER BY key`, cluster)
 	if err != nil {
 		return st, fmt.Errorf("load monitor alerts: %w", err)
 	}
@@ -104,7 +105,7 @@ func (s *Store) LoadMonitorState(ctx context.Context) (MonitorState, error) {
 		return st, fmt.Errorf("load monitor alerts: %w", err)
 	}
 	rows.Close()
-	rows, err = s.db.QueryContext(ctx, `SELECT name, state FROM monitor_state ORDER BY name`)
+	rows, err = s.db.QueryContext(ctx, `SELECT name, state FROM monitor_state WHERE cluster_id = ? ORDER BY name`, cluster)
 	if err != nil {
 		return st, fmt.Errorf("load monitor state: %w", err)
 	}
@@ -119,7 +120,8 @@ func (s *Store) LoadMonitorState(ctx context.Context) (MonitorState, error) {
 	return st, rows.Err()
 }
 
-// SaveMonitorState replaces the persisted alerts with st.Alerts and
+// SaveMonitorState replaces the persisted alerts of this handle's cluster
+// with st.Alerts and
 // upserts every history in st.Histories (histories not named are kept),
 // in one transaction. Errors: ErrInvalid for an alert without key or
 // invariant, or a history that is not valid JSON or larger than 4 MiB.
@@ -134,20 +136,20 @@ func (s *Store) SaveMonitorState(ctx context.Context, st MonitorState, now time.
 			return fmt.Errorf("save monitor state: %w: history %q is empty, not JSON or over 4 MiB", ErrInvalid, name)
 		}
 	}
-	ts := fmtTime(now)
+	ts, cluster := fmtTime(now), s.ClusterID()
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM monitor_alerts`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM monitor_alerts WHERE cluster_id = ?`, cluster); err != nil {
 			return err
 		}
 		for _, a := range st.Alerts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO monitor_alerts(key, invariant, active_at, firing, updated_at) VALUES (?, ?, ?, ?, ?)`,
-				a.Key, a.Invariant, fmtTime(a.ActiveAt), a.Firing, ts); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO monitor_alerts(cluster_id, key, invariant, active_at, firing, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+				cluster, a.Key, a.Invariant, fmtTime(a.ActiveAt), a.Firing, ts); err != nil {
 				return err
 			}
 		}
 		for name, doc := range st.Histories {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO monitor_state(name, state, updated_at) VALUES (?, ?, ?)
-ON CONFLICT(name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`, name, string(doc), ts); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO monitor_state(cluster_id, name, state, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT(cluster_id, name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`, cluster, name, string(doc), ts); err != nil {
 				return err
 			}
 		}
@@ -159,11 +161,11 @@ ON CONFLICT(name) DO UPDATE SET state = excluded.state, updated_at = excluded.up
 	return nil
 }
 
-// OpenTicketKeys returns the dedup keys of every non-resolved ticket with
-// its id. It reads the tickets_status_id index (cost proportional to the
+// OpenTicketKeys returns the dedup keys of every non-resolved ticket of
+// this handle's cluster with its id. It reads the tickets_status_id index (cost proportional to the
 // open tickets, not to history).
 func (s *Store) OpenTicketKeys(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT key, id FROM tickets WHERE status IN ('open', 'diagnosed')`)
+	rows, err := s.db.QueryContext(ctx, `SELECT key, id FROM tickets WHERE status IN ('open', 'diagnosed') AND cluster_id = ?`, s.ClusterID())
 	if err != nil {
 		return nil, fmt.Errorf("open ticket keys: %w", err)
 	}
@@ -260,7 +262,7 @@ func (s *Store) TicketRoots(ctx context.Context, ids []int64) (map[int64]int64, 
 		return out, nil
 	}
 	raw, _ := json.Marshal(ids)
-	rows, err := s.db.QueryContext(ctx, `SELECT id, root_id FROM tickets WHERE root_id IS NOT NULL AND id IN (SELECT value FROM json_each(?))`, string(raw))
+	rows, err := s.db.QueryContext(ctx, `SELECT id, root_id FROM tickets WHERE root_id IS NOT NULL AND id IN (SELECT CAST(value AS INTEGER) FROM `+s.jsonEach()+`)`, string(raw))
 	if err != nil {
 		return nil, fmt.Errorf("ticket roots: %w", err)
 	}

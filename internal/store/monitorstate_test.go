@@ -10,8 +10,10 @@ import (
 	"github.com/tikvops/operator/internal/ticket"
 )
 
-func TestMonitorStateRoundTrip(t *testing.T) {
-	s, path := openTemp(t)
+func TestMonitorStateRoundTrip(t *testing.T) { forEachBackend(t, testMonitorStateRoundTrip) }
+
+func testMonitorStateRoundTrip(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	ctx := context.Background()
 	st, err := s.LoadMonitorState(ctx)
 	if err != nil || len(st.Alerts) != 0 || len(st.Histories) != 0 {
@@ -49,8 +51,10 @@ func TestMonitorStateRoundTrip(t *testing.T) {
 	}
 }
 
-func TestLinkEscalateRediagnose(t *testing.T) {
-	s, _ := openTemp(t)
+func TestLinkEscalateRediagnose(t *testing.T) { forEachBackend(t, testLinkEscalateRediagnose) }
+
+func testLinkEscalateRediagnose(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	root, _, _ := s.Observe(ctx, obs("store_disconnected", "store:4", `{}`), t0)
 	child, _, _ := s.Observe(ctx, obs("region_down_peer", "cluster", `{}`), t0)

@@ -139,6 +139,7 @@ type OutboxEvent struct {
 	Kind      string          `json:"kind"`
 	Time      time.Time       `json:"time"`
 	ClusterID string          `json:"cluster_id,omitempty"`
+	Cluster   string          `json:"cluster,omitempty"` // ClusterID's name ([cluster] name): notifications name the cluster
 	Severity  ticket.Severity `json:"severity,omitempty"`
 	Invariant string          `json:"invariant,omitempty"`
 	Subject   string          `json:"subject,omitempty"`
@@ -157,6 +158,13 @@ func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, ev OutboxEvent) error {
 	if ev.ClusterID == "" {
 		ev.ClusterID = s.ClusterID()
 	}
+	if ev.Cluster == "" {
+		if ev.ClusterID == s.ClusterID() {
+			ev.Cluster = s.ClusterName()
+		} else {
+			ev.Cluster = clusterNameTx(ctx, tx, ev.ClusterID)
+		}
+	}
 	ev.Text = safetext.Text(ev.Text, 1000)
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -169,9 +177,9 @@ func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, ev OutboxEvent) error {
 	if ev.Action != nil {
 		pid = ev.Action.ID
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO outbox
-	(key, kind, ticket_id, proposal_id, severity, invariant, subject, payload, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Key, ev.Kind, tid, pid, string(ev.Severity), ev.Invariant, ev.Subject, string(b), fmtTime(ev.Time)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox
+	(key, kind, ticket_id, proposal_id, severity, invariant, subject, payload, created_at, cluster_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, ev.Key, ev.Kind, tid, pid, string(ev.Severity), ev.Invariant, ev.Subject, string(b), fmtTime(ev.Time), ev.ClusterID); err != nil {
 		return fmt.Errorf("outbox %s: %w", ev.Key, err)
 	}
 	return nil
@@ -314,19 +322,21 @@ type Delivery struct {
 // Route gives every outbox event not yet routed one pending delivery per
 // sink that routes(ev) names, in one transaction, and returns how many
 // events it routed. Events enqueued by any process are routed by the
-// daemon's deliverer.
+// daemon's deliverer; with several clusters in the database, each daemon
+// routes its own cluster's events and the untagged ones (outboxScope).
 func (s *Store) Route(ctx context.Context, routes func(OutboxEvent) []string, now time.Time) (int, error) {
 	n := 0
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		n = 0
-		evs, err := queryEvents(ctx, tx, `SELECT id, payload FROM outbox WHERE routed = 0 ORDER BY id LIMIT 500`)
+		c := s.ClusterID()
+		evs, err := queryEvents(ctx, tx, `SELECT id, payload FROM outbox WHERE routed = 0 AND `+outboxScope+` ORDER BY id LIMIT 500`, c, c)
 		if err != nil {
 			return err
 		}
 		for _, ev := range evs {
 			for _, sink := range routes(ev) {
-				if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO outbox_deliveries (event_id, sink, next_attempt_at, updated_at)
-VALUES (?, ?, ?, ?)`, ev.Seq, sink, fmtTime(now), fmtTime(now)); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO outbox_deliveries (event_id, sink, next_attempt_at, updated_at)
+VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, ev.Seq, sink, fmtTime(now), fmtTime(now)); err != nil {
 					return err
 				}
 			}
@@ -397,12 +407,14 @@ func scanDelivery(sc scanner) (Delivery, error) {
 // Deliveries of one sink keep event order: a sink's event is not claimed
 // while an older event of the same sink is still pending and not yet due
 // ... except that order is best effort; idempotency keys make it safe.
+// Only this handle's cluster's events and the untagged ones (outboxScope).
 func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, error) {
 	var out []Delivery
+	c := s.ClusterID()
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT `+deliveryCols+` FROM outbox_deliveries d JOIN outbox o ON o.id = d.event_id
-WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY o.id LIMIT ?`, fmtTime(now), limit)
+WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND `+outboxScopeO+` ORDER BY o.id LIMIT ?`, fmtTime(now), c, c, limit)
 		if err != nil {
 			return err
 		}
@@ -437,11 +449,14 @@ WHERE event_id = ? AND sink = ?`, fmtTime(now), out[i].Event.Seq, out[i].Sink); 
 // RecoverDeliveries moves deliveries left sending (the process stopped
 // during a send) back to pending, marked in doubt so that a sink can check
 // whether the send happened before sending again. Call it at start.
+// Only this handle's cluster's events and the untagged ones (outboxScope):
+// another cluster's daemon may be sending its own.
 func (s *Store) RecoverDeliveries(ctx context.Context, now time.Time) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		c := s.ClusterID()
 		res, err := tx.ExecContext(ctx, `UPDATE outbox_deliveries SET status = 'pending', in_doubt = 1, next_attempt_at = ?, updated_at = ?
-WHERE status = 'sending'`, fmtTime(now), fmtTime(now))
+WHERE status = 'sending' AND event_id IN (SELECT o.id FROM outbox o WHERE `+outboxScopeO+`)`, fmtTime(now), fmtTime(now), c, c)
 		if err != nil {
 			return err
 		}
@@ -592,7 +607,9 @@ type TicketCount struct {
 
 // OpenTicketCounts counts non-resolved tickets by severity and invariant.
 func (s *Store) OpenTicketCounts(ctx context.Context) ([]TicketCount, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT severity, invariant, count(*) FROM tickets WHERE status <> 'resolved' GROUP BY severity, invariant`)
+	c := s.ClusterID() // this daemon's cluster's (every cluster's when not bound)
+	rows, err := s.db.QueryContext(ctx, `SELECT severity, invariant, count(*) FROM tickets WHERE status <> 'resolved' AND (cluster_id = ? OR ? = '')
+GROUP BY severity, invariant`, c, c)
 	if err != nil {
 		return nil, fmt.Errorf("count tickets: %w", err)
 	}
@@ -613,8 +630,9 @@ func (s *Store) OpenTicketCounts(ctx context.Context) ([]TicketCount, error) {
 // proposed (zero when none).
 func (s *Store) AwaitingApproval(ctx context.Context, now time.Time) (n int, oldest time.Time, err error) {
 	var o timeCol
+	c := s.ClusterID() // this daemon's cluster's (every cluster's when not bound)
 	err = s.db.QueryRowContext(ctx, `SELECT count(*), min(proposed_at) FROM action_proposals
-WHERE status IN ('proposed', 'dry_run') AND expires_at >= ?`, fmtTime(now)).Scan(&n, &o)
+WHERE status IN ('proposed', 'dry_run') AND expires_at >= ? AND (cluster_id = ? OR ? = '')`, fmtTime(now), c, c).Scan(&n, &o)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("awaiting approval: %w", err)
 	}
@@ -647,3 +665,11 @@ func (s *Store) OutboxEventByKey(ctx context.Context, key string) (OutboxEvent, 
 	}
 	return evs[0], nil
 }
+
+// outboxScope restricts outbox rows to this handle's cluster and the
+// untagged ones, or to none when the handle is not bound (args: cluster
+// id twice). outboxScopeO is the same for the alias o.
+const (
+	outboxScope  = `(cluster_id = ? OR cluster_id = '' OR ? = '')`
+	outboxScopeO = `(o.cluster_id = ? OR o.cluster_id = '' OR ? = '')`
+)

@@ -23,7 +23,11 @@ func kinds(t *testing.T, s *Store) []string {
 }
 
 func TestOutboxEventsWithTheirChanges(t *testing.T) {
-	s, _ := openTemp(t)
+	forEachBackend(t, testOutboxEventsWithTheirChanges)
+}
+
+func testOutboxEventsWithTheirChanges(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:4")
 	// Seen again: no second "opened".
@@ -61,7 +65,11 @@ func TestOutboxEventsWithTheirChanges(t *testing.T) {
 }
 
 func TestOutboxRolledBackWithItsChange(t *testing.T) {
-	s, _ := openTemp(t)
+	forEachBackend(t, testOutboxRolledBackWithItsChange)
+}
+
+func testOutboxRolledBackWithItsChange(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:4")
 	before := len(kinds(t, s))
@@ -79,7 +87,11 @@ func TestOutboxRolledBackWithItsChange(t *testing.T) {
 }
 
 func TestDeliveriesAtLeastOnceAndDead(t *testing.T) {
-	s, _ := openTemp(t)
+	forEachBackend(t, testDeliveriesAtLeastOnceAndDead)
+}
+
+func testDeliveriesAtLeastOnceAndDead(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	proposed(t, s, "store:4")
 	n, err := s.Route(ctx, func(ev OutboxEvent) []string {
@@ -145,8 +157,10 @@ func TestDeliveriesAtLeastOnceAndDead(t *testing.T) {
 	}
 }
 
-func TestGauges(t *testing.T) {
-	s, _ := openTemp(t)
+func TestGauges(t *testing.T) { forEachBackend(t, testGauges) }
+
+func testGauges(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	proposed(t, s, "store:4")
 	proposed(t, s, "store:5")

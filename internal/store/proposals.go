@@ -193,6 +193,9 @@ type ProposalFilter struct {
 	TicketID int64
 	// Limit caps the number returned; 0 means no limit.
 	Limit int
+	// Cluster keeps the proposals of one PD cluster (its id); "" means
+	// every cluster.
+	Cluster string
 }
 
 // Proposals returns the proposals matching f, newest (highest id) first.
@@ -209,6 +212,10 @@ func (s *Store) Proposals(ctx context.Context, f ProposalFilter) ([]action.Propo
 		q += ` AND ticket_id = ?`
 		args = append(args, f.TicketID)
 	}
+	if f.Cluster != "" {
+		q += ` AND cluster_id = ?`
+		args = append(args, f.Cluster)
+	}
 	q += ` ORDER BY id DESC`
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
@@ -217,10 +224,11 @@ func (s *Store) Proposals(ctx context.Context, f ProposalFilter) ([]action.Propo
 	return s.queryProposals(ctx, q, args...)
 }
 
-// Executing returns the proposals in status executing, oldest first. At
-// start the executor treats each as interrupted (never re-run).
+// Executing returns the proposals of this handle's cluster (BindCluster)
+// in status executing, oldest first. At start the executor treats each as
+// interrupted (never re-run); another cluster's are its daemon's.
 func (s *Store) Executing(ctx context.Context) ([]action.Proposal, error) {
-	return s.queryProposals(ctx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'executing' ORDER BY id`)
+	return s.queryProposals(ctx, `SELECT `+proposalCols+` FROM action_proposals WHERE status = 'executing' AND cluster_id = ? ORDER BY id`, s.ClusterID())
 }
 
 func (s *Store) queryProposals(ctx context.Context, q string, args ...any) ([]action.Proposal, error) {
@@ -447,15 +455,16 @@ func (s *Store) RejectAs(ctx context.Context, id int64, a Approval, reason strin
 	return p, nil
 }
 
-// ExpireProposals moves every proposed or dry_run proposal whose
+// ExpireProposals moves, among this handle's cluster's proposals
+// (BindCluster), every proposed or dry_run proposal whose
 // ExpiresAt is before now to expired, and every approved proposal whose
 // approval expired (approval_expires_at before now) to expired with an
 // expiry record, and returns how many it moved.
 func (s *Store) ExpireProposals(ctx context.Context, now time.Time) (n int, err error) {
-	ts := fmtTime(now)
+	ts, cluster := fmtTime(now), s.ClusterID()
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE action_proposals SET status = 'expired', updated_at = ?
-WHERE status IN ('proposed', 'dry_run') AND expires_at < ?`, ts, ts)
+WHERE status IN ('proposed', 'dry_run') AND cluster_id = ? AND expires_at < ?`, ts, cluster, ts)
 		if err != nil {
 			return err
 		}
@@ -465,7 +474,7 @@ WHERE status IN ('proposed', 'dry_run') AND expires_at < ?`, ts, ts)
 		}
 		n = int(c)
 		stale, err := txProposals(ctx, tx, `SELECT `+proposalCols+` FROM action_proposals
-WHERE status = 'approved' AND approval_expires_at IS NOT NULL AND approval_expires_at < ? ORDER BY id`, ts)
+WHERE status = 'approved' AND cluster_id = ? AND approval_expires_at IS NOT NULL AND approval_expires_at < ? ORDER BY id`, cluster, ts)
 		if err != nil {
 			return err
 		}
@@ -494,7 +503,7 @@ WHERE status = 'approved' AND approval_expires_at IS NOT NULL AND approval_expir
 // Claim atomically takes the oldest approved proposal (by approval time,
 // then id) and moves it approved -> executing, recording executor (for
 // example "host:pid") as ExecutedBy and now as ExecutedAt. It returns nil
-// when no proposal is approved. The claim is durable before Claim
+// when no proposal of this handle's cluster (BindCluster) is approved. The claim is durable before Claim
 // returns, so a crash after it leaves the proposal visibly executing.
 func (s *Store) Claim(ctx context.Context, executor string, now time.Time) (*action.Proposal, error) {
 	if executor == "" {
@@ -503,8 +512,8 @@ func (s *Store) Claim(ctx context.Context, executor string, now time.Time) (*act
 	var out *action.Proposal
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM action_proposals WHERE status = 'approved'
-ORDER BY approved_at, id LIMIT 1`).Scan(&id)
+		err := tx.QueryRowContext(ctx, `SELECT id FROM action_proposals WHERE status = 'approved' AND cluster_id = ?
+ORDER BY approved_at, id LIMIT 1`, s.ClusterID()).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}

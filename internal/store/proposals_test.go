@@ -11,8 +11,10 @@ import (
 	"github.com/tikvops/operator/internal/action"
 )
 
-func TestApproveClaimFinish(t *testing.T) {
-	s, _ := openTemp(t)
+func TestApproveClaimFinish(t *testing.T) { forEachBackend(t, testApproveClaimFinish) }
+
+func testApproveClaimFinish(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:4")
 
@@ -91,8 +93,10 @@ func TestApproveClaimFinish(t *testing.T) {
 	}
 }
 
-func TestFinishValidation(t *testing.T) {
-	s, _ := openTemp(t)
+func TestFinishValidation(t *testing.T) { forEachBackend(t, testFinishValidation) }
+
+func testFinishValidation(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:4")
 	s.Approve(ctx, id, "alice", t0)
@@ -113,8 +117,10 @@ func TestFinishValidation(t *testing.T) {
 	}
 }
 
-func TestApproveRefusals(t *testing.T) {
-	s, _ := openTemp(t)
+func TestApproveRefusals(t *testing.T) { forEachBackend(t, testApproveRefusals) }
+
+func testApproveRefusals(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	var te *action.ErrTransition
 
@@ -173,8 +179,10 @@ func TestApproveRefusals(t *testing.T) {
 	}
 }
 
-func TestDryRunThenApprove(t *testing.T) {
-	s, _ := openTemp(t)
+func TestDryRunThenApprove(t *testing.T) { forEachBackend(t, testDryRunThenApprove) }
+
+func testDryRunThenApprove(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:4")
 	for i := 0; i < 2; i++ { // dry_run -> dry_run is allowed
@@ -211,8 +219,10 @@ func TestDryRunThenApprove(t *testing.T) {
 	}
 }
 
-func TestExpireProposals(t *testing.T) {
-	s, _ := openTemp(t)
+func TestExpireProposals(t *testing.T) { forEachBackend(t, testExpireProposals) }
+
+func testExpireProposals(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	a := proposed(t, s, "store:1")
 	b := proposed(t, s, "store:2")
@@ -237,8 +247,10 @@ func TestExpireProposals(t *testing.T) {
 	}
 }
 
-func TestClaimOldestApproved(t *testing.T) {
-	s, _ := openTemp(t)
+func TestClaimOldestApproved(t *testing.T) { forEachBackend(t, testClaimOldestApproved) }
+
+func testClaimOldestApproved(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	a := proposed(t, s, "store:1")
 	b := proposed(t, s, "store:2")
@@ -254,8 +266,10 @@ func TestClaimOldestApproved(t *testing.T) {
 // TestConcurrentApprove races approvers on one proposal, from goroutines
 // sharing a handle and from separate handles on the same file (as separate
 // processes would): exactly one wins each time.
-func TestConcurrentApprove(t *testing.T) {
-	s1, path := openTemp(t)
+func TestConcurrentApprove(t *testing.T) { forEachBackend(t, testConcurrentApprove) }
+
+func testConcurrentApprove(t *testing.T, be backend) {
+	s1, path := be.openTemp(t)
 	s2 := openAt(t, path)
 	ctx := context.Background()
 	handles := []*Store{s1, s2, s1, s2, s1, s2}
@@ -305,8 +319,10 @@ func TestConcurrentApprove(t *testing.T) {
 
 // TestConcurrentClaim: two executors on two handles never claim one
 // proposal twice.
-func TestConcurrentClaim(t *testing.T) {
-	s1, path := openTemp(t)
+func TestConcurrentClaim(t *testing.T) { forEachBackend(t, testConcurrentClaim) }
+
+func testConcurrentClaim(t *testing.T, be backend) {
+	s1, path := be.openTemp(t)
 	s2 := openAt(t, path)
 	ctx := context.Background()
 	const n = 20

@@ -271,7 +271,7 @@ func (s *Store) appendRecord(ctx context.Context, tx *sql.Tx, p action.Proposal,
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return action.Record{}, fmt.Errorf("read chain head: %w", err)
 	}
-	err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'action_records'`).Scan(&seq)
+	err = tx.QueryRowContext(ctx, `SELECT seq FROM `+s.seqTable()+` WHERE name = 'action_records'`).Scan(&seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return action.Record{}, fmt.Errorf("read record sequence: %w", err)
 	}
@@ -318,6 +318,9 @@ type RecordFilter struct {
 	TicketID int64
 	// Limit caps the number returned; 0 means no limit.
 	Limit int
+	// Cluster keeps the records of one PD cluster (its id); "" means
+	// every cluster.
+	Cluster string
 }
 
 // Records returns the audit records matching f, newest (highest id) first.
@@ -331,6 +334,10 @@ func (s *Store) Records(ctx context.Context, f RecordFilter) ([]action.Record, e
 	if f.TicketID != 0 {
 		q += ` AND ticket_id = ?`
 		args = append(args, f.TicketID)
+	}
+	if f.Cluster != "" {
+		q += ` AND cluster_id = ?`
+		args = append(args, f.Cluster)
 	}
 	q += ` ORDER BY id DESC`
 	if f.Limit > 0 {
@@ -467,7 +474,7 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 	// Read the sequence first: a record appended during the walk then
 	// raises max(id) above it, never the reverse, so no false alarm.
 	var seq sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'action_records'`).Scan(&seq)
+	err := s.db.QueryRowContext(ctx, `SELECT seq FROM `+s.seqTable()+` WHERE name = 'action_records'`).Scan(&seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return rep, fmt.Errorf("verify: read record sequence: %w", err)
 	}

@@ -34,8 +34,10 @@ func chain(t *testing.T, s *Store, n int) []action.Record {
 	return out
 }
 
-func TestRecordChainLinks(t *testing.T) {
-	s, _ := openTemp(t)
+func TestRecordChainLinks(t *testing.T) { forEachBackend(t, testRecordChainLinks) }
+
+func testRecordChainLinks(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	recs := chain(t, s, 4)
 	for i, r := range recs {
 		if r.ID != int64(i+1) {
@@ -54,8 +56,10 @@ func TestRecordChainLinks(t *testing.T) {
 	}
 }
 
-func TestAppendRecordStandalone(t *testing.T) {
-	s, _ := openTemp(t)
+func TestAppendRecordStandalone(t *testing.T) { forEachBackend(t, testAppendRecordStandalone) }
+
+func testAppendRecordStandalone(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	id := proposed(t, s, "store:4")
 	rec, err := s.AppendRecord(ctx, action.Record{ProposalID: id, Message: "note", FinishedAt: t0})
@@ -263,6 +267,10 @@ func nullJSON(raw json.RawMessage) any {
 // TestVerifyDetectsApprovalTampering: who approved or rejected what is as
 // tamper-evident as an execution.
 func TestVerifyDetectsApprovalTampering(t *testing.T) {
+	forEachBackend(t, testVerifyDetectsApprovalTampering)
+}
+
+func testVerifyDetectsApprovalTampering(t *testing.T, be backend) {
 	cases := []struct {
 		name string
 		stmt string
@@ -277,7 +285,7 @@ func TestVerifyDetectsApprovalTampering(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s, path := openTemp(t)
+			s, path := be.openTemp(t)
 			ctx := context.Background()
 			a, b := proposed(t, s, "store:1"), proposed(t, s, "store:2")
 			if _, err := s.Approve(ctx, a, "alice", t0.Add(time.Minute)); err != nil {
@@ -289,7 +297,7 @@ func TestVerifyDetectsApprovalTampering(t *testing.T) {
 			if rep, err := s.Verify(ctx); err != nil || !rep.OK || rep.Records != 2 {
 				t.Fatalf("Verify before tampering = %+v, %v", rep, err)
 			}
-			tamper(t, path, c.stmt)
+			be.tamper(t, path, c.stmt)
 			rep, err := s.Verify(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -302,10 +310,14 @@ func TestVerifyDetectsApprovalTampering(t *testing.T) {
 }
 
 func TestAuditTriggersRefuseUpdateDelete(t *testing.T) {
-	s, path := openTemp(t)
+	forEachBackend(t, testAuditTriggersRefuseUpdateDelete)
+}
+
+func testAuditTriggersRefuseUpdateDelete(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	chain(t, s, 2)
 	ctx := context.Background()
-	db := rawDB(t, path)
+	db := be.rawDB(t, path)
 	for _, q := range []string{
 		`UPDATE action_records SET message = 'nothing happened' WHERE id = 1`,
 		`UPDATE action_records SET success = 1`,
@@ -344,7 +356,9 @@ func tamper(t *testing.T, path string, stmts ...string) {
 	}
 }
 
-func TestVerifyDetectsTampering(t *testing.T) {
+func TestVerifyDetectsTampering(t *testing.T) { forEachBackend(t, testVerifyDetectsTampering) }
+
+func testVerifyDetectsTampering(t *testing.T, be backend) {
 	cases := []struct {
 		name   string
 		stmts  []string
@@ -368,13 +382,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s, path := openTemp(t)
+			s, path := be.openTemp(t)
 			chain(t, s, 5)
 			ctx := context.Background()
 			if rep, err := s.Verify(ctx); err != nil || !rep.OK {
 				t.Fatalf("Verify before tampering = %+v, %v", rep, err)
 			}
-			tamper(t, path, c.stmts...)
+			be.tamper(t, path, c.stmts...)
 			rep, err := s.Verify(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -391,10 +405,12 @@ func TestVerifyDetectsTampering(t *testing.T) {
 
 // TestAppendAfterDeletedTail: a record appended after the tail was deleted
 // gets a fresh id (from sqlite_sequence), so the gap stays visible.
-func TestAppendAfterDeletedTail(t *testing.T) {
-	s, path := openTemp(t)
+func TestAppendAfterDeletedTail(t *testing.T) { forEachBackend(t, testAppendAfterDeletedTail) }
+
+func testAppendAfterDeletedTail(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	chain(t, s, 3)
-	tamper(t, path, `DELETE FROM action_records WHERE id = 3`)
+	be.tamper(t, path, `DELETE FROM action_records WHERE id = 3`)
 	ctx := context.Background()
 	id := proposed(t, s, "store:new")
 	rec, err := s.RecordDryRun(ctx, id, action.Record{Success: true}, t0)

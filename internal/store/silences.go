@@ -323,7 +323,7 @@ func (st *Store) CreateSilence(ctx context.Context, s Silence, now time.Time) (S
 		if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM silences`).Scan(&last); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'silences'`).Scan(&seq); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if err := tx.QueryRowContext(ctx, `SELECT seq FROM `+st.seqTable()+` WHERE name = 'silences'`).Scan(&seq); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		s.ID = max(last.Int64, seq.Int64) + 1
@@ -486,7 +486,9 @@ type SilenceMatcher struct {
 }
 
 // Match returns the silence that mutes a ticket of invariant about
-// subject at now (of several, the one that ends last), or nil. Errors:
+// subject at now, among the windows and the silences of the store's
+// cluster (a silence is tagged with the cluster of the daemon that made
+// it; untagged ones mute every cluster) (of several, the one that ends last), or nil. Errors:
 // the database could not be read.
 func (m *SilenceMatcher) Match(ctx context.Context, invariant, subject string, now time.Time) (*Silence, error) {
 	var best *Silence
@@ -504,8 +506,13 @@ func (m *SilenceMatcher) Match(ctx context.Context, invariant, subject string, n
 		if err != nil {
 			return nil, err
 		}
+		own := m.Store.ClusterID()
 		for _, s := range ss {
-			pick(s)
+			// Silences are per cluster: one made through another
+			// cluster's daemon does not mute this one's tickets.
+			if s.ClusterID == "" || own == "" || s.ClusterID == own {
+				pick(s)
+			}
 		}
 	}
 	return best, nil
@@ -603,7 +610,7 @@ JOIN tickets t ON t.id = o.ticket_id WHERE d.status = 'silenced' AND t.status <>
 // defect, nil when none, and how many silences it checked.
 func (st *Store) VerifySilences(ctx context.Context, pub *auditkey.PublicKey) (*Break, int, error) {
 	var seq sql.NullInt64
-	if err := st.db.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'silences'`).Scan(&seq); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := st.db.QueryRowContext(ctx, `SELECT seq FROM `+st.seqTable()+` WHERE name = 'silences'`).Scan(&seq); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, fmt.Errorf("verify silences: %w", err)
 	}
 	ss, err := querySilences(ctx, st.db, `ORDER BY s.id`)

@@ -23,8 +23,10 @@ func mustSilence(t *testing.T, s *Store, sub, inv string, from, to time.Time) Si
 
 // A silence is signed, audited as an outbox event, matches its scope
 // only while active, and can be expired once, with a reason.
-func TestSilenceLifecycle(t *testing.T) {
-	s, _, vo := keyed(t)
+func TestSilenceLifecycle(t *testing.T) { forEachBackend(t, testSilenceLifecycle) }
+
+func testSilenceLifecycle(t *testing.T, be backend) {
+	s, _, vo := keyed(t, be)
 	ctx := context.Background()
 	sl := mustSilence(t, s, "store:4", "", t0, t0.Add(2*time.Hour))
 	if sl.ID != 1 || sl.Hash != SilenceHash(sl) || !vo.PublicKey.Verify(silenceSigned(sl.Hash), sl.Signature) {
@@ -89,9 +91,11 @@ func TestSilenceLifecycle(t *testing.T) {
 
 // Silence rows are append-only, and an edit made by dropping the
 // triggers, a deleted silence or a deleted expiry is found by verify.
-func TestVerifyDetectsEditedSilence(t *testing.T) {
+func TestVerifyDetectsEditedSilence(t *testing.T) { forEachBackend(t, testVerifyDetectsEditedSilence) }
+
+func testVerifyDetectsEditedSilence(t *testing.T, be backend) {
 	setup := func(t *testing.T) (*Store, string, VerifyOptions) {
-		s, path, vo := keyed(t)
+		s, path, vo := keyed(t, be)
 		mustSilence(t, s, "store:4", "", t0, t0.Add(time.Hour))
 		mustSilence(t, s, "", "store_low_space", t0, t0.Add(time.Hour))
 		if _, err := s.ExpireSilence(context.Background(), 2, SilenceExpiry{By: "bob", Role: "approver", Reason: "done"}, t0.Add(time.Minute)); err != nil {
@@ -100,7 +104,7 @@ func TestVerifyDetectsEditedSilence(t *testing.T) {
 		return s, path, vo
 	}
 	s, path, _ := setup(t)
-	db := rawDB(t, path)
+	db := be.rawDB(t, path)
 	for _, q := range []string{`UPDATE silences SET ends_at = '2099-01-01T00:00:00.000000000Z' WHERE id = 1`, `DELETE FROM silences WHERE id = 1`,
 		`DELETE FROM silence_expiries`, `UPDATE silence_expiries SET reason = 'x'`} {
 		if _, err := db.Exec(q); err == nil || !strings.Contains(err.Error(), "append-only") {
@@ -126,9 +130,9 @@ func TestVerifyDetectsEditedSilence(t *testing.T) {
 			if rep := mustVerify(t, s, vo); !rep.OK {
 				t.Fatalf("clean: %+v", rep.Broken)
 			}
-			db := rawDB(t, path)
+			db := be.rawDB(t, path)
 			for _, q := range c.sql {
-				if _, err := db.Exec(q); err != nil {
+				if _, err := db.Exec(be.sqlFor(q)); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 			}
@@ -142,8 +146,10 @@ func TestVerifyDetectsEditedSilence(t *testing.T) {
 
 // Silenced deliveries are released when the silence ends while the ticket
 // is open, and stay silenced when the ticket resolved inside the window.
-func TestReleaseSilenced(t *testing.T) {
-	s, _, _ := keyed(t)
+func TestReleaseSilenced(t *testing.T) { forEachBackend(t, testReleaseSilenced) }
+
+func testReleaseSilenced(t *testing.T, be backend) {
+	s, _, _ := keyed(t, be)
 	ctx := context.Background()
 	open, _, err := s.Observe(ctx, ticket.Observation{Invariant: "store_down", Subject: "store:4", Severity: ticket.Critical,
 		Summary: "down", Evidence: json.RawMessage(`{}`)}, t0)

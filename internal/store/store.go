@@ -1,5 +1,9 @@
 // Package store is the operator's persistence: tickets, action proposals
-// and the append-only audit trail of action records, in one SQLite file.
+// and the append-only audit trail of action records, in one SQLite file
+// or, for several replicas, one PostgreSQL database (postgres.go: the same
+// queries, guarantees and schema versions; what differs is listed there).
+// The aggregates it holds are described by small interfaces
+// (interfaces.go) that *Store satisfies on both databases.
 //
 // The daemon (monitor loop, diagnosis runner, executor) and CLI invocations
 // open the same file from different processes at the same time. The store
@@ -98,7 +102,8 @@ type Options struct {
 // open the same file.
 type Store struct {
 	db   *sql.DB
-	path string
+	path string // the file's absolute path, or the PostgreSQL URL without password
+	pg   bool   // PostgreSQL (postgres.go) rather than SQLite
 	log  *slog.Logger
 	// wsem serialises this handle's write transactions (capacity 1), so
 	// in-process writers queue here rather than in SQLite's busy handler.
@@ -107,6 +112,7 @@ type Store struct {
 	// integrity: see integrity.go.
 	imu        sync.RWMutex
 	cluster    string
+	clusterNm  string // the name cluster is bound under (clusters.go)
 	signer     *auditkey.Key
 	checkpoint *auditkey.Checkpoint
 	onAppend   func(action.Record)
@@ -121,12 +127,20 @@ type Store struct {
 // connection, and applies pending migrations, each in its own transaction.
 // Concurrent Opens of the same file are safe: a migration is applied once.
 //
-// Errors: ErrNoDatabase (wrapped, naming the path) when the file is missing
-// and Create is false; ErrSchemaTooNew when a newer binary migrated the
+// A path starting with postgres:// or postgresql:// opens that PostgreSQL
+// database instead (postgres.go): it must exist (Create does not create
+// it), its pending migrations are applied under the database's write lock,
+// and errors name the host and database but never the password.
+//
+// Errors: ErrNoDatabase (wrapped, naming the path) when the file is
+// missing and Create is false, or the PostgreSQL database is missing; ErrSchemaTooNew when a newer binary migrated the
 // file; otherwise the wrapped SQLite or filesystem error.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("open database: %w: empty path", ErrInvalid)
+	}
+	if IsPostgresURL(path) {
+		return openPostgres(ctx, path, opts)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -246,7 +260,8 @@ func isCantOpen(err error) bool {
 	return errors.As(err, &coder) && coder.Code()&0xff == 14
 }
 
-// Path returns the absolute path of the database file.
+// Path returns the absolute path of the database file, or for PostgreSQL
+// the URL without its password.
 func (s *Store) Path() string { return s.path }
 
 // Close closes the database handle. Other handles on the same file are not
@@ -273,6 +288,11 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	// On PostgreSQL, the database-wide write lock (postgres.go).
+	if err := s.lockWrites(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
 	}
 	// A leader's write is fenced by its term (fencing.go).
 	if err := s.fence(ctx, tx, time.Now()); err != nil {

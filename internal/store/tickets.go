@@ -69,9 +69,11 @@ func validSeverity(s ticket.Severity) bool {
 // severity, summary, and cleared_at is reset to nil. Otherwise a new open
 // ticket is inserted with obs.Evidence as both first and latest evidence,
 // and PreviousID pointing at the newest resolved ticket with the same key.
-// opened reports whether a ticket was created. The partial unique index
-// tickets_active_key guarantees at most one non-resolved ticket per key
-// across processes.
+// opened reports whether a ticket was created. Tickets are per cluster:
+// the key is looked up among this handle's cluster's tickets
+// (BindCluster; "" when not bound) and a new ticket is tagged with it. The
+// partial unique index tickets_active_key guarantees at most one
+// non-resolved ticket per cluster and key across processes.
 //
 // Errors: ErrInvalid for an empty invariant or subject, an unknown
 // severity or evidence that is not valid JSON.
@@ -86,14 +88,14 @@ func (s *Store) Observe(ctx context.Context, obs ticket.Observation, now time.Ti
 	if err != nil {
 		return ticket.Ticket{}, false, fmt.Errorf("observe %s: %w", obs.Key(), err)
 	}
-	key, ts := obs.Key(), fmtTime(now)
+	key, ts, cluster := obs.Key(), fmtTime(now), s.ClusterID()
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		row := tx.QueryRowContext(ctx, `UPDATE tickets SET
-	last_seen = max(last_seen, ?1), occurrences = occurrences + 1,
+	last_seen = CASE WHEN last_seen > ?1 THEN last_seen ELSE ?1 END, occurrences = occurrences + 1,
 	evidence = coalesce(?2, evidence), severity = ?3, summary = ?4,
 	cleared_at = NULL, updated_at = ?1
-WHERE key = ?5 AND status <> 'resolved'
-RETURNING `+ticketCols, ts, ev, string(obs.Severity), obs.Summary, key)
+WHERE key = ?5 AND cluster_id = ?6 AND status <> 'resolved'
+RETURNING `+ticketCols, ts, ev, string(obs.Severity), obs.Summary, key, cluster)
 		var err error
 		t, err = scanTicket(row)
 		if err == nil {
@@ -106,8 +108,8 @@ RETURNING `+ticketCols, ts, ev, string(obs.Severity), obs.Summary, key)
 	(key, invariant, subject, severity, status, summary, evidence, first_evidence,
 	 first_seen, last_seen, occurrences, previous_id, updated_at, cluster_id)
 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?6, ?7, ?7, 1,
-	(SELECT max(id) FROM tickets WHERE key = ?1 AND status = 'resolved'), ?7, ?8)
-RETURNING `+ticketCols, key, obs.Invariant, obs.Subject, string(obs.Severity), obs.Summary, ev, ts, s.ClusterID())
+	(SELECT max(id) FROM tickets WHERE key = ?1 AND cluster_id = ?8 AND status = 'resolved'), ?7, ?8)
+RETURNING `+ticketCols, key, obs.Invariant, obs.Subject, string(obs.Severity), obs.Summary, ev, ts, cluster)
 		if t, err = scanTicket(row); err != nil {
 			return fmt.Errorf("insert ticket: %w", err)
 		}
@@ -120,7 +122,8 @@ RETURNING `+ticketCols, key, obs.Invariant, obs.Subject, string(obs.Severity), o
 	return t, opened, nil
 }
 
-// Sweep clears and resolves tickets whose invariant held this cycle.
+// Sweep clears and resolves tickets whose invariant held this cycle,
+// among this handle's cluster's tickets (BindCluster).
 // evaluated lists the invariants that were evaluated successfully this
 // cycle; violated holds the keys (ticket.Observation.Key) still violated.
 // For every non-resolved ticket whose invariant is in evaluated and whose
@@ -142,8 +145,8 @@ func (s *Store) Sweep(ctx context.Context, evaluated []string, violated map[stri
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		resolved = resolved[:0]
 		rows, err := tx.QueryContext(ctx, `SELECT id, key, status, cleared_at FROM tickets
-WHERE status IN ('open', 'diagnosed') AND invariant IN (SELECT value FROM json_each(?))
-ORDER BY id`, string(names))
+WHERE status IN ('open', 'diagnosed') AND cluster_id = ? AND invariant IN (SELECT value FROM `+s.jsonEach()+`)
+ORDER BY id`, s.ClusterID(), string(names))
 		if err != nil {
 			return fmt.Errorf("list tickets: %w", err)
 		}
@@ -255,9 +258,10 @@ func (s *Store) Ticket(ctx context.Context, id int64) (ticket.Ticket, error) {
 }
 
 // OpenTicket returns the non-resolved (open or diagnosed) ticket with the
-// given dedup key ("store_down/store:4"), or ErrNotFound.
+// given dedup key ("store_down/store:4") of this handle's cluster
+// (BindCluster), or ErrNotFound.
 func (s *Store) OpenTicket(ctx context.Context, key string) (ticket.Ticket, error) {
-	t, err := scanTicket(s.db.QueryRowContext(ctx, `SELECT `+ticketCols+` FROM tickets WHERE key = ? AND status <> 'resolved'`, key))
+	t, err := scanTicket(s.db.QueryRowContext(ctx, `SELECT `+ticketCols+` FROM tickets WHERE key = ? AND cluster_id = ? AND status <> 'resolved'`, key, s.ClusterID()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return ticket.Ticket{}, fmt.Errorf("no unresolved ticket for %s: %w", key, ErrNotFound)
 	}
@@ -273,17 +277,24 @@ type TicketFilter struct {
 	Statuses []ticket.Status
 	// Limit caps the number returned; 0 means no limit.
 	Limit int
+	// Cluster keeps the tickets of one PD cluster (its id); "" means
+	// every cluster.
+	Cluster string
 }
 
 // Tickets returns the tickets matching f, newest (highest id) first.
 func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]ticket.Ticket, error) {
-	q := `SELECT ` + ticketCols + ` FROM tickets`
+	q := `SELECT ` + ticketCols + ` FROM tickets WHERE 1 = 1`
 	var args []any
 	if len(f.Statuses) > 0 {
-		q += ` WHERE status IN (` + placeholders(len(f.Statuses)) + `)`
+		q += ` AND status IN (` + placeholders(len(f.Statuses)) + `)`
 		for _, st := range f.Statuses {
 			args = append(args, string(st))
 		}
+	}
+	if f.Cluster != "" {
+		q += ` AND cluster_id = ?`
+		args = append(args, f.Cluster)
 	}
 	q += ` ORDER BY id DESC`
 	if f.Limit > 0 {
@@ -294,13 +305,15 @@ func (s *Store) Tickets(ctx context.Context, f TicketFilter) ([]ticket.Ticket, e
 }
 
 // TicketsToDiagnose returns up to limit open tickets whose diagnosis
-// backoff has passed (next_diagnosis_at nil or <= now), oldest first.
+// backoff has passed (next_diagnosis_at nil or <= now), oldest first,
+// among this handle's cluster's tickets (BindCluster): each daemon
+// diagnoses its own cluster's tickets.
 // limit <= 0 means no limit.
 func (s *Store) TicketsToDiagnose(ctx context.Context, now time.Time, limit int) ([]ticket.Ticket, error) {
 	q := `SELECT ` + ticketCols + ` FROM tickets
-WHERE status = 'open' AND (next_diagnosis_at IS NULL OR next_diagnosis_at <= ?)
+WHERE status = 'open' AND cluster_id = ? AND (next_diagnosis_at IS NULL OR next_diagnosis_at <= ?)
 ORDER BY id`
-	args := []any{fmtTime(now)}
+	args := []any{s.ClusterID(), fmtTime(now)}
 	if limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, limit)

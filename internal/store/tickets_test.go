@@ -11,8 +11,10 @@ import (
 	"github.com/tikvops/operator/internal/ticket"
 )
 
-func TestObserveDedup(t *testing.T) {
-	s, _ := openTemp(t)
+func TestObserveDedup(t *testing.T) { forEachBackend(t, testObserveDedup) }
+
+func testObserveDedup(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 
 	t1, opened, err := s.Observe(ctx, obs("store_down", "store:4", `{"down_for_s":1900}`), t0)
@@ -64,8 +66,10 @@ func TestObserveDedup(t *testing.T) {
 	}
 }
 
-func TestObserveInvalid(t *testing.T) {
-	s, _ := openTemp(t)
+func TestObserveInvalid(t *testing.T) { forEachBackend(t, testObserveInvalid) }
+
+func testObserveInvalid(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	for name, o := range map[string]ticket.Observation{
 		"no subject":   {Invariant: "x", Severity: ticket.Warning},
@@ -82,7 +86,11 @@ func TestObserveInvalid(t *testing.T) {
 }
 
 func TestSweepQuietPeriodAndRecurrence(t *testing.T) {
-	s, _ := openTemp(t)
+	forEachBackend(t, testSweepQuietPeriodAndRecurrence)
+}
+
+func testSweepQuietPeriodAndRecurrence(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	quiet := 60 * time.Second
 	down := obs("store_down", "store:4", `{"n":1}`)
@@ -149,8 +157,10 @@ func TestSweepQuietPeriodAndRecurrence(t *testing.T) {
 	}
 }
 
-func TestDedupAcrossReopen(t *testing.T) {
-	s, path := openTemp(t)
+func TestDedupAcrossReopen(t *testing.T) { forEachBackend(t, testDedupAcrossReopen) }
+
+func testDedupAcrossReopen(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	ctx := context.Background()
 	o := obs("region_down_peer", "region:12", `{}`)
 	first, _, _ := s.Observe(ctx, o, t0)
@@ -162,8 +172,10 @@ func TestDedupAcrossReopen(t *testing.T) {
 	}
 }
 
-func TestPartialUniqueIndex(t *testing.T) {
-	s, _ := openTemp(t)
+func TestPartialUniqueIndex(t *testing.T) { forEachBackend(t, testPartialUniqueIndex) }
+
+func testPartialUniqueIndex(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	s.Observe(ctx, obs("a", "b", `{}`), t0)
 	// Bypass Observe: the database itself refuses a second active ticket.
@@ -174,8 +186,10 @@ VALUES ('a/b', 'a', 'b', 'warning', 'x', 'x', 'x')`)
 	}
 }
 
-func TestDiagnosisLifecycle(t *testing.T) {
-	s, _ := openTemp(t)
+func TestDiagnosisLifecycle(t *testing.T) { forEachBackend(t, testDiagnosisLifecycle) }
+
+func testDiagnosisLifecycle(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	tk, _, _ := s.Observe(ctx, obs("store_down", "store:4", `{}`), t0)
 
@@ -277,7 +291,11 @@ func TestDiagnosisLifecycle(t *testing.T) {
 }
 
 func TestSaveDiagnosisInvalidProposal(t *testing.T) {
-	s, _ := openTemp(t)
+	forEachBackend(t, testSaveDiagnosisInvalidProposal)
+}
+
+func testSaveDiagnosisInvalidProposal(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	tk, _, _ := s.Observe(ctx, obs("a", "b", `{}`), t0)
 	for name, p := range map[string]action.Proposal{
@@ -296,8 +314,10 @@ func TestSaveDiagnosisInvalidProposal(t *testing.T) {
 	}
 }
 
-func TestTicketsFilter(t *testing.T) {
-	s, _ := openTemp(t)
+func TestTicketsFilter(t *testing.T) { forEachBackend(t, testTicketsFilter) }
+
+func testTicketsFilter(t *testing.T, be backend) {
+	s, _ := be.openTemp(t)
 	ctx := context.Background()
 	for i, sub := range []string{"store:1", "store:2", "store:3"} {
 		s.Observe(ctx, obs("store_down", sub, `{}`), t0.Add(time.Duration(i)*time.Second))

@@ -10,8 +10,10 @@ import (
 // TestTicketTokensAccumulate: on a real SQLite file, tokens spent by failed
 // attempts and by diagnoses add up on the ticket, also across a Reopen and
 // after closing and reopening the database; negative counts are refused.
-func TestTicketTokensAccumulate(t *testing.T) {
-	s, path := openTemp(t)
+func TestTicketTokensAccumulate(t *testing.T) { forEachBackend(t, testTicketTokensAccumulate) }
+
+func testTicketTokensAccumulate(t *testing.T, be backend) {
+	s, path := be.openTemp(t)
 	ctx := context.Background()
 	tk, _, err := s.Observe(ctx, obs("leader_imbalance", "store:1", `{}`), t0)
 	if err != nil {

@@ -82,6 +82,10 @@ type Options struct {
 	Replication map[string]any
 	// NoControlAPI skips serving the simulator's HTTP control API.
 	NoControlAPI bool
+	// StatusServers gives every simulated store a real status server at
+	// its status_address serving TiKV's thread CPU metrics
+	// (tikvsim.Config.StatusServer; set the CPU with Sim.SetCPU).
+	StatusServers bool
 	// ControlAddr is where the control API listens (default 127.0.0.1:0, a
 	// free port).
 	ControlAddr string
@@ -261,6 +265,7 @@ func (c *Cluster) setup(ctx context.Context) error {
 		RegionSize:      c.opts.RegionSize,
 		Version:         c.opts.StoreVersion,
 		Labels:          c.opts.StoreLabels,
+		StatusServer:    c.opts.StatusServers,
 		Logger:          c.log,
 	})
 	if err != nil {

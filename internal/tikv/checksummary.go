@@ -22,7 +22,9 @@ const CheckKeepRegions = 10000
 // list computes over every region PD lists, whatever CheckKeepRegions
 // kept.
 type CheckSummary struct {
-	// Count is the number of regions PD listed.
+	// Count is the number of regions PD listed; for a list a Collector
+	// reused (Snapshot.ReusedChecks), PD's count of this cycle
+	// (pd_regions_status), while the other fields are as of the read.
 	Count int
 	// Kept is len(Snapshot.Checks[name]); Count > Kept means the list was
 	// truncated to CheckKeepRegions.

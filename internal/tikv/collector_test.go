@@ -1,10 +1,15 @@
 package tikv
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/tikvops/operator/internal/pd"
@@ -33,18 +38,48 @@ pd_regions_status_other{type="offline-peer-region-count"} 5
 	}
 }
 
+// TestScanRegionStatusStopsAfterFamily: the scan leaves the body at the
+// first line after the pd_regions_status family (a reader failing past it
+// is never reached) and skips lines longer than its buffer.
+func TestScanRegionStatusStopsAfterFamily(t *testing.T) {
+	body := "# HELP a_long x\na_long{l=\"" + strings.Repeat("x", 3*metricsLineBuf) + "\"} 1\n" +
+		"# TYPE pd_regions_status gauge\n" +
+		"pd_regions_status{type=\"down-peer-region-count\"} 58876\n" +
+		"pd_regions_status{type=\"pending-peer-region-count\"} 58875\n" +
+		"# HELP pd_schedule_x y\n"
+	r := bufio.NewReaderSize(io.MultiReader(strings.NewReader(body), iotest.ErrReader(errors.New("read past the family"))), metricsLineBuf)
+	out := map[string]int{}
+	if err := scanRegionStatus(r, out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[CheckDownPeer] != 58876 || out[CheckPendingPeer] != 58875 {
+		t.Errorf("got %v", out)
+	}
+	// Without the family: read to the end, nothing found, no error.
+	out = map[string]int{}
+	if err := scanRegionStatus(bufio.NewReader(strings.NewReader("# HELP a b\na 1")), out); err != nil || len(out) != 0 {
+		t.Errorf("got %v, %v", out, err)
+	}
+}
+
 // TestCollectorReusesHeavyLists stops one store of three (its peers are
-// reported down and pending on ~2/3 of the regions): once PD's
-// pd_regions_status counts match the lists, the Collector stops reading
-// the two heavy lists (fewer PD check requests, same counts in the
-// snapshot); the store restarted, PD's counts fall and the lists are read
+// reported down and pending on ~2/3 of the regions): the Collector then
+// reads PD's pd_regions_status counts (GET /metrics, streamed gzip) and
+// stops reading the two heavy lists (fewer PD check requests), while the
+// snapshot's counts are PD's and the per-store breakdown is the last
+// read's; once PD's counts settle, they equal what PD lists. The store
+// restarted, PD's counts fall below the threshold and the lists are read
 // again, empty.
 func TestCollectorReusesHeavyLists(t *testing.T) {
 	tc := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 300, StoreHeartbeat: time.Second})
-	var checkReads atomic.Int64
+	var checkReads, metricsReads, metricsBytes atomic.Int64
 	c := newClient(t, tc.PDURL, pd.WithObserver(func(method, path string, status int, d time.Duration, n int64) {
 		if strings.Contains(path, "/regions/check/") {
 			checkReads.Add(1)
+		}
+		if strings.HasSuffix(path, "{raw}") {
+			metricsReads.Add(1)
+			metricsBytes.Add(n)
 		}
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -52,15 +87,16 @@ func TestCollectorReusesHeavyLists(t *testing.T) {
 	col := NewCollector(c)
 	col.HeavyRegions, col.HeavyListInterval = 100, time.Hour
 	s, err := col.Collect(ctx)
-	if err != nil || len(s.ReusedChecks) != 0 {
-		t.Fatalf("healthy: %v reused %v", err, s.ReusedChecks)
+	if err != nil || len(s.ReusedChecks) != 0 || metricsReads.Load() != 0 {
+		t.Fatalf("healthy: %v reused %v, /metrics read %d times", err, s.ReusedChecks, metricsReads.Load())
 	}
 	stopped := tc.Sim.StoreIDs()[0]
 	if err := tc.Sim.StopStore(stopped); err != nil {
 		t.Fatal(err)
 	}
 	var down int
-	waitUntil(t, 2*time.Minute, "the heavy lists reused", func() (bool, string) {
+	var last *Snapshot
+	waitUntil(t, 2*time.Minute, "the heavy lists reused with PD's settled count", func() (bool, string) {
 		before := checkReads.Load()
 		s, err := col.Collect(ctx)
 		if err != nil {
@@ -70,17 +106,23 @@ func TestCollectorReusesHeavyLists(t *testing.T) {
 		down = s.CheckCount(CheckDownPeer)
 		_, d := s.ReusedChecks[CheckDownPeer]
 		_, p := s.ReusedChecks[CheckPendingPeer]
-		return d && p && reads == int64(len(CollectChecks)-2) && down >= 150,
-			"reused " + strings.Join(keys(s.ReusedChecks), ",")
+		if !d || !p || reads != int64(len(CollectChecks)-2) || down < 150 {
+			return false, "reused " + strings.Join(keys(s.ReusedChecks), ",")
+		}
+		// What PD lists now, against what the reused snapshot says.
+		full, err := Collect(ctx, c)
+		if err != nil {
+			return false, err.Error()
+		}
+		last = s
+		return full.CheckCount(CheckDownPeer) == down && full.CheckSummaries[CheckDownPeer].DownPeersByStore[stopped] == down,
+			fmt.Sprintf("reused count %d, PD lists %d", down, full.CheckCount(CheckDownPeer))
 	})
-	// What PD lists now, against what the reused snapshot says.
-	full, err := Collect(ctx, c)
-	if err != nil {
-		t.Fatal(err)
+	if by := last.CheckSummaries[CheckDownPeer].DownPeersByStore; by[stopped] == 0 || len(last.Checks[CheckDownPeer]) == 0 {
+		t.Errorf("reused breakdown %v, %d kept regions", by, len(last.Checks[CheckDownPeer]))
 	}
-	if full.CheckCount(CheckDownPeer) != down || full.CheckSummaries[CheckDownPeer].DownPeersByStore[stopped] != down {
-		t.Errorf("reused count %d, PD lists %d (%v on store %d)", down, full.CheckCount(CheckDownPeer),
-			full.CheckSummaries[CheckDownPeer].DownPeersByStore, stopped)
+	if n := metricsReads.Load(); n == 0 || metricsBytes.Load()/n > 100<<10 {
+		t.Errorf("/metrics: %d reads, %d bytes each on the wire (want gzip, < 100 KB)", n, metricsBytes.Load()/max(n, 1))
 	}
 	if err := tc.Sim.StartStore(stopped); err != nil {
 		t.Fatal(err)

@@ -47,11 +47,13 @@ type Snapshot struct {
 	// breakdown over every region PD listed (one streaming pass); nil in
 	// hand-built snapshots: use CheckCount.
 	CheckSummaries map[string]*CheckSummary
-	// ReusedChecks names the check lists (and summaries) a Collector took
-	// from an earlier read instead of reading them again, with the PD time
-	// of that read: PD's per-cycle count (pd_regions_status in /metrics)
-	// was unchanged since. Nil when every list was read now (always with
-	// Collect). Shared with other snapshots: never modify those lists.
+	// ReusedChecks names the check lists a Collector took from an earlier
+	// read instead of reading them again, with the (local) time of that
+	// read: the age of Checks[name] and of CheckSummaries[name]'s
+	// per-store breakdown, while CheckSummaries[name].Count is PD's count
+	// of this cycle (pd_regions_status in /metrics). Nil when every list
+	// was read now (always with Collect). Shared with other snapshots:
+	// never modify those lists or breakdowns.
 	ReusedChecks map[string]time.Time
 	// HotWrite is GET /hotspot/regions/write.
 	HotWrite pd.HotRegions
@@ -85,6 +87,12 @@ type Snapshot struct {
 	// hold an Offline store with region_count 0. Bounded by the limit.
 	// Source SourceStoreRegions(id).
 	StoreRegions map[uint64][]pd.Region
+	// StoreCPU is each TiKV store's write-path CPU in cores (CPU seconds
+	// per second of its raftstore, apply, scheduler and gRPC thread pools,
+	// Prometheus StoreCPUQuery), by store id; stores Prometheus has no
+	// sample for are absent. Nil when no Prometheus is configured or the
+	// read failed (source SourceStoreCPU). Set by WithStoreCPU.
+	StoreCPU map[uint64]float64
 	// Errors records sources that could not be read, by source name.
 	Errors map[string]error
 	// Unavailable records sources the PD version does not offer (its

@@ -84,6 +84,13 @@ type Config struct {
 	Version string
 	// Labels, if set, gives store i (0-based) the labels Labels[i%len(Labels)].
 	Labels []map[string]string
+	// StatusServer gives every store a real status server, as TiKV's
+	// status_address (port 20180 in production): a loopback listener on a
+	// free port, registered with PD as the store's status_address, serving
+	// GET /metrics with tikv_thread_cpu_seconds_total{name,tid} at
+	// DefaultCPUCores until SetCPU changes it. Off: status_address is a
+	// fixed unused port (127.0.0.1:40160+i).
+	StatusServer bool
 	// Logger receives the simulator's logs (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -402,13 +402,24 @@ func (s *Sim) AddStore(ctx context.Context, address string, labels map[string]st
 	for _, k := range keys {
 		meta.Labels = append(meta.Labels, &metapb.StoreLabel{Key: k, Value: labels[k]})
 	}
+	st := &store{meta: meta, startTime: now, signal: make(chan struct{}, 1)}
+	if s.cfg.StatusServer {
+		if err := s.startStatusServer(st, now); err != nil {
+			return 0, err
+		}
+	}
 	if err := s.pd.putStore(ctx, meta); err != nil {
+		if st.status != nil {
+			_ = st.status.Close()
+		}
 		return 0, err
 	}
-	st := &store{meta: meta, startTime: now, signal: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		if st.status != nil {
+			_ = st.status.Close()
+		}
 		return 0, ErrClosed
 	}
 	s.stores[id] = st

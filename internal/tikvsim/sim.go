@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ type Sim struct {
 	closed     bool
 	setup      time.Duration
 	pdErr      string // last PD error, "" when the last call succeeded
+	hbPaused   bool   // PauseStoreHeartbeats: no store heartbeat is sent
 
 	loopCtx context.Context // the heartbeat loops' context (AddStore)
 	kick    chan struct{}   // wakes the pump
@@ -66,6 +68,11 @@ type store struct {
 
 	lastHB    time.Time // last successful store heartbeat
 	lastHBErr string
+
+	// status is the store's status server (Config.StatusServer); cpu and
+	// other meter its write-path and other thread CPU.
+	status     *http.Server
+	cpu, other *cpuMeter
 
 	streamUp bool
 	queue    []*pdpb.RegionHeartbeatRequest
@@ -101,6 +108,7 @@ func Start(ctx context.Context, cfg Config) (*Sim, error) {
 		started: time.Now(),
 	}
 	if err := s.bootstrap(ctx); err != nil {
+		s.stopStatusServers()
 		_ = pd.close()
 		return nil, err
 	}
@@ -149,6 +157,7 @@ func (s *Sim) Close() error {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.stopStatusServers()
 	return s.pd.close()
 }
 
@@ -220,8 +229,14 @@ func (s *Sim) bootstrap(ctx context.Context) error {
 				meta.Labels = append(meta.Labels, &metapb.StoreLabel{Key: k, Value: labels[k]})
 			}
 		}
-		s.stores[id] = &store{meta: meta, startTime: now, signal: make(chan struct{}, 1)}
+		st := &store{meta: meta, startTime: now, signal: make(chan struct{}, 1)}
+		s.stores[id] = st
 		s.storeOrder = append(s.storeOrder, id)
+		if s.cfg.StatusServer {
+			if err := s.startStatusServer(st, now); err != nil {
+				return err
+			}
+		}
 	}
 	for i := 0; i < m; i++ {
 		meta := &metapb.Region{
@@ -812,6 +827,10 @@ func (s *Sim) runStoreHeartbeats(ctx context.Context) {
 func (s *Sim) storeHeartbeats(ctx context.Context) {
 	now := time.Now()
 	s.mu.Lock()
+	if s.hbPaused {
+		s.mu.Unlock()
+		return
+	}
 	stats := s.storeStatsLocked(now, s.usageLocked())
 	ids := make([]uint64, 0, len(s.storeOrder))
 	for _, id := range s.storeOrder {

@@ -82,7 +82,7 @@ func New(version string) *Factory {
 	}
 	f.Config = func() (config.Config, error) { return ResolveConfig(f) }
 	f.OpenStore = func(ctx context.Context, cfg config.Config) (*store.Store, error) {
-		return store.Open(ctx, cfg.Database.Path, store.Options{})
+		return store.Open(ctx, cfg.Database.Target(), store.Options{})
 	}
 	f.PDClient = NewPDClient
 	f.Catalog = func(cfg config.Config) (*action.Catalog, error) {

@@ -25,17 +25,36 @@ func RecordTableIO(ios *iostreams.IOStreams, wide bool, recs []action.Record, no
 	return recordTable(tw, recs, now, wide)
 }
 
+// RecordTableClusters is RecordTableIO with a CLUSTER column (the
+// record's cluster name from scope), for a database holding several
+// clusters.
+func RecordTableClusters(ios *iostreams.IOStreams, wide bool, recs []action.Record, now time.Time, scope ClusterScope) error {
+	tw := NewTableIO(ios, wide, append([]string{recordHeader[0], "CLUSTER"}, recordHeader[1:]...)...)
+	tw.Color(5, ResultColor)
+	return recordRows(tw, recs, now, wide, func(r action.Record) string { return scope.Name(r.ClusterID) })
+}
+
 var recordHeader = []string{"RECORD", "ACTION", "TICKET", "KIND", "RESULT", "FINISHED", "APPROVED BY", "EXECUTED BY", "MESSAGE"}
 
 func recordTable(tw *Table, recs []action.Record, now time.Time, wide bool) error {
+	return recordRows(tw, recs, now, wide, nil)
+}
+
+// recordRows prints recs into tw, with cluster's cell second when cluster
+// is not nil.
+func recordRows(tw *Table, recs []action.Record, now time.Time, wide bool, cluster func(action.Record) string) error {
 	msgMax := 80
 	if wide {
 		msgMax = 0
 	}
 	for _, r := range recs {
 		result := RecordResult(r)
-		tw.Row(strconv.FormatInt(r.ID, 10), fmt.Sprintf("#%d %s", r.ProposalID, r.ActionType), "#"+strconv.FormatInt(r.TicketID, 10),
-			RecordKind(r), result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, msgMax))
+		cells := []string{strconv.FormatInt(r.ID, 10), fmt.Sprintf("#%d %s", r.ProposalID, r.ActionType), "#" + strconv.FormatInt(r.TicketID, 10),
+			RecordKind(r), result, Ago(r.FinishedAt, now), dash(r.ApprovedBy), dash(r.ExecutedBy), Truncate(r.Message, msgMax)}
+		if cluster != nil {
+			cells = append([]string{cells[0], cluster(r)}, cells[1:]...)
+		}
+		tw.Row(cells...)
 	}
 	return tw.Flush()
 }

@@ -42,6 +42,8 @@ type ListOptions struct {
 	Scheduled bool
 	// After is time.After (tests replace it).
 	After func(time.Duration) <-chan time.Time
+	// Cluster is --cluster: a cluster's name; "" means every cluster.
+	Cluster string
 }
 
 // NewCmdList returns the command; runF replaces listRun in tests.
@@ -84,6 +86,7 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many actions (0: all)")
 	cmd.Flags().BoolVar(&opts.Scheduled, "scheduled", false, "list the scheduled reverts of temporary changes (what will revert and when) instead")
 	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
+	cmdutil.AddClusterFlag(cmd, &opts.Cluster)
 	cmdutil.AddWatchFlags(cmd, &opts.Watch)
 	return cmd
 }
@@ -135,7 +138,11 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 	if opts.Scheduled {
 		return listScheduled(ctx, opts, st)
 	}
-	ps, err := st.Proposals(ctx, store.ProposalFilter{Statuses: opts.Statuses, TicketID: opts.TicketID, Limit: opts.Limit})
+	scope, err := cmdutil.ResolveCluster(ctx, st, opts.Cluster)
+	if err != nil {
+		return err
+	}
+	ps, err := st.Proposals(ctx, store.ProposalFilter{Statuses: opts.Statuses, TicketID: opts.TicketID, Limit: opts.Limit, Cluster: scope.ID})
 	if err != nil {
 		return err
 	}
@@ -150,8 +157,13 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 		return nil
 	}
 	now := opts.Now()
-	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, "ID", "TICKET", "STATUS", "ACTION", "PARAMS", "URGENCY", "PROPOSED", "BY", "DECIDED BY")
-	tw.Color(2, cmdutil.StatusColor)
+	header := []string{"ID", "TICKET", "STATUS", "ACTION", "PARAMS", "URGENCY", "PROPOSED", "BY", "DECIDED BY"}
+	shift := 0
+	if scope.Column {
+		header, shift = append([]string{"ID", "CLUSTER"}, header[1:]...), 1
+	}
+	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, header...)
+	tw.Color(2+shift, cmdutil.StatusColor)
 	for _, p := range ps {
 		decided := "-"
 		switch {
@@ -160,8 +172,12 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 		case p.RejectedBy != "":
 			decided = p.RejectedBy + " (rejected)"
 		}
-		tw.Row(strconv.FormatInt(p.ID, 10), "#"+strconv.FormatInt(p.TicketID, 10), string(p.Status), p.ActionType,
-			cmdutil.CompactJSON(p.Params), string(p.Urgency), cmdutil.Ago(p.ProposedAt, now), p.ProposedBy, decided)
+		cells := []string{strconv.FormatInt(p.ID, 10), "#" + strconv.FormatInt(p.TicketID, 10), string(p.Status), p.ActionType,
+			cmdutil.CompactJSON(p.Params), string(p.Urgency), cmdutil.Ago(p.ProposedAt, now), p.ProposedBy, decided}
+		if scope.Column {
+			cells = append([]string{cells[0], scope.Name(p.ClusterID)}, cells[1:]...)
+		}
+		tw.Row(cells...)
 	}
 	return tw.Flush()
 }

@@ -26,6 +26,8 @@ type ListOptions struct {
 	// Wide prints every column in full; otherwise the table fits the
 	// terminal's width.
 	Wide bool
+	// Cluster is --cluster: a cluster's name; "" means every cluster.
+	Cluster string
 }
 
 // NewCmdList returns the command; runF replaces listRun in tests.
@@ -57,6 +59,7 @@ prints every column in full, -o json the full records.`,
 	cmd.Flags().Int64Var(&opts.TicketID, "ticket", 0, "only the records of this ticket's actions")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many records (0: all)")
 	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
+	cmdutil.AddClusterFlag(cmd, &opts.Cluster)
 	return cmd
 }
 
@@ -66,7 +69,11 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		return err
 	}
 	defer st.Close()
-	recs, err := st.Records(ctx, store.RecordFilter{ProposalID: opts.ActionID, TicketID: opts.TicketID, Limit: opts.Limit})
+	scope, err := cmdutil.ResolveCluster(ctx, st, opts.Cluster)
+	if err != nil {
+		return err
+	}
+	recs, err := st.Records(ctx, store.RecordFilter{ProposalID: opts.ActionID, TicketID: opts.TicketID, Limit: opts.Limit, Cluster: scope.ID})
 	if err != nil {
 		return err
 	}
@@ -79,6 +86,9 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	if len(recs) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "no audit records")
 		return nil
+	}
+	if scope.Column {
+		return cmdutil.RecordTableClusters(opts.IO, opts.Wide, recs, opts.Now(), scope)
 	}
 	return cmdutil.RecordTableIO(opts.IO, opts.Wide, recs, opts.Now())
 }

@@ -40,6 +40,8 @@ type ListOptions struct {
 	Title string
 	// After is time.After (tests replace it).
 	After func(time.Duration) <-chan time.Time
+	// Cluster is --cluster: a cluster's name; "" means every cluster.
+	Cluster string
 }
 
 // NewCmdList returns the command; runF replaces listRun in tests.
@@ -55,6 +57,7 @@ func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) err
 The ACTION column shows the ticket's latest action proposal, if any.`,
 		Example: `  operator tickets list
   operator tickets list --status open,diagnosed
+  operator tickets list --cluster east   # one cluster of a database holding several
   operator tickets list --wide      # every column in full, whatever the terminal width
   operator tickets list --watch     # refresh every 2s until Ctrl-C
   operator tickets list -o json`,
@@ -83,6 +86,7 @@ The ACTION column shows the ticket's latest action proposal, if any.`,
 	cmd.Flags().IntVar(&opts.Limit, "limit", 50, "show at most this many tickets (0: all)")
 	cmd.Flags().BoolVar(&opts.Wide, "wide", false, "print every column in full (default: fit the terminal width)")
 	cmdutil.AddWatchFlags(cmd, &opts.Watch)
+	cmdutil.AddClusterFlag(cmd, &opts.Cluster)
 	return cmd
 }
 
@@ -130,7 +134,11 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 		return err
 	}
 	defer st.Close()
-	ts, err := st.Tickets(ctx, store.TicketFilter{Statuses: opts.Statuses, Limit: opts.Limit})
+	scope, err := cmdutil.ResolveCluster(ctx, st, opts.Cluster)
+	if err != nil {
+		return err
+	}
+	ts, err := st.Tickets(ctx, store.TicketFilter{Statuses: opts.Statuses, Limit: opts.Limit, Cluster: scope.ID})
 	if err != nil {
 		return err
 	}
@@ -157,16 +165,25 @@ func listOnce(ctx context.Context, opts *ListOptions) error {
 		return nil
 	}
 	now := opts.Now()
-	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, "ID", "STATUS", "SEVERITY", "INVARIANT", "SUBJECT", "SEEN", "LAST SEEN", "ACTION", "SUMMARY")
-	tw.Color(1, cmdutil.StatusColor)
-	tw.Color(2, cmdutil.SeverityColor)
+	header := []string{"ID", "STATUS", "SEVERITY", "INVARIANT", "SUBJECT", "SEEN", "LAST SEEN", "ACTION", "SUMMARY"}
+	shift := 0
+	if scope.Column {
+		header, shift = append([]string{"ID", "CLUSTER"}, header[1:]...), 1
+	}
+	tw := cmdutil.NewTableIO(opts.IO, opts.Wide, header...)
+	tw.Color(1+shift, cmdutil.StatusColor)
+	tw.Color(2+shift, cmdutil.SeverityColor)
 	for _, r := range rows {
 		act := "-"
 		if r.ActionID != 0 {
 			act = fmt.Sprintf("#%d %s (%s)", r.ActionID, r.ActionType, r.ActionStatus)
 		}
-		tw.Row(strconv.FormatInt(r.ID, 10), string(r.Status), string(r.Severity), r.Invariant, r.Subject,
-			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, rootMark(r.RootID)+summary(r.Summary, opts.Wide))
+		cells := []string{strconv.FormatInt(r.ID, 10), string(r.Status), string(r.Severity), r.Invariant, r.Subject,
+			fmt.Sprintf("%dx", r.Occurrences), cmdutil.Ago(r.LastSeen, now), act, rootMark(r.RootID) + summary(r.Summary, opts.Wide)}
+		if scope.Column {
+			cells = append([]string{cells[0], scope.Name(r.ClusterID)}, cells[1:]...)
+		}
+		tw.Row(cells...)
 	}
 	return tw.Flush()
 }

@@ -1,4 +1,4 @@
-package rules
+package invariant
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package rules
+package invariant
 
 import (
 	"encoding/json"
@@ -50,15 +50,15 @@ const (
 // facts is what a runbook reads: the context with indexes over it.
 type facts struct {
 	c       *diagnose.Context
-	ev      evidence
-	opts    Options
+	ev      ticketEvidence
+	opts    RunbookOptions
 	stores  map[uint64]*pd.StoreInfo
 	ids     []uint64 // store ids, ascending
 	evicted map[uint64]bool
 	regions map[uint64]*pd.Region
 }
 
-func newFacts(c *diagnose.Context, opts Options) *facts {
+func newFacts(c *diagnose.Context, opts RunbookOptions) *facts {
 	f := &facts{c: c, opts: opts, ev: parseEvidence(c.Ticket.Evidence),
 		stores: map[uint64]*pd.StoreInfo{}, evicted: map[uint64]bool{}, regions: map[uint64]*pd.Region{}}
 	stores := c.Stores
@@ -360,19 +360,19 @@ func roundDur(d time.Duration) time.Duration {
 	return d.Round(100 * time.Millisecond)
 }
 
-// evidence is a ticket's evidence object, read leniently: a missing or
+// ticketEvidence is a ticket's evidence object, read leniently: a missing or
 // mistyped key reads as absent.
-type evidence map[string]json.RawMessage
+type ticketEvidence map[string]json.RawMessage
 
-func parseEvidence(raw json.RawMessage) evidence {
-	var ev evidence
+func parseEvidence(raw json.RawMessage) ticketEvidence {
+	var ev ticketEvidence
 	if json.Unmarshal(raw, &ev) != nil || ev == nil {
-		return evidence{}
+		return ticketEvidence{}
 	}
 	return ev
 }
 
-func (e evidence) uint(key string) (uint64, bool) {
+func (e ticketEvidence) uint(key string) (uint64, bool) {
 	var v uint64
 	if raw, ok := e[key]; ok && json.Unmarshal(raw, &v) == nil {
 		return v, true
@@ -383,7 +383,7 @@ func (e evidence) uint(key string) (uint64, bool) {
 	return 0, false
 }
 
-func (e evidence) float(key string) (float64, bool) {
+func (e ticketEvidence) float(key string) (float64, bool) {
 	var v float64
 	if raw, ok := e[key]; ok && json.Unmarshal(raw, &v) == nil {
 		return v, true
@@ -391,7 +391,7 @@ func (e evidence) float(key string) (float64, bool) {
 	return 0, false
 }
 
-func (e evidence) str(key string) string {
+func (e ticketEvidence) str(key string) string {
 	var v string
 	if raw, ok := e[key]; ok && json.Unmarshal(raw, &v) == nil {
 		return v
@@ -399,7 +399,7 @@ func (e evidence) str(key string) string {
 	return ""
 }
 
-func (e evidence) ids(key string) []uint64 {
+func (e ticketEvidence) ids(key string) []uint64 {
 	var v []uint64
 	if raw, ok := e[key]; ok && json.Unmarshal(raw, &v) == nil {
 		return v
@@ -407,7 +407,7 @@ func (e evidence) ids(key string) []uint64 {
 	return nil
 }
 
-func (e evidence) strs(key string) []string {
+func (e ticketEvidence) strs(key string) []string {
 	var v []string
 	if raw, ok := e[key]; ok && json.Unmarshal(raw, &v) == nil {
 		return v
@@ -416,7 +416,7 @@ func (e evidence) strs(key string) []string {
 }
 
 // counts reads an object keyed by store or region id ("1": 14) as a map.
-func (e evidence) counts(key string) map[uint64]float64 {
+func (e ticketEvidence) counts(key string) map[uint64]float64 {
 	var v map[string]float64
 	raw, ok := e[key]
 	if !ok || json.Unmarshal(raw, &v) != nil {
