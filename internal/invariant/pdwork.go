@@ -141,7 +141,7 @@ type RegionDownPeerUnrepaired struct {
 }
 
 // States implements StateHolder.
-func (inv *RegionDownPeerUnrepaired) States() []Stateful { return []Stateful{inv.h} }
+func (inv *RegionDownPeerUnrepaired) States() []Stateful { return inv.h.States() }
 
 // Eval implements Invariant.
 func (inv *RegionDownPeerUnrepaired) Eval(_ context.Context, s *tikv.Snapshot, now time.Time) ([]Violation, error) {
@@ -246,7 +246,7 @@ type OperatorTimeouts struct {
 }
 
 // States implements StateHolder.
-func (inv *OperatorTimeouts) States() []Stateful { return []Stateful{inv.h} }
+func (inv *OperatorTimeouts) States() []Stateful { return inv.h.States() }
 
 // Eval implements Invariant.
 func (inv *OperatorTimeouts) Eval(_ context.Context, s *tikv.Snapshot, now time.Time) ([]Violation, error) {
@@ -340,7 +340,7 @@ type RegionPendingPeerStuck struct {
 }
 
 // States implements StateHolder.
-func (inv *RegionPendingPeerStuck) States() []Stateful { return []Stateful{inv.h} }
+func (inv *RegionPendingPeerStuck) States() []Stateful { return inv.h.States() }
 
 // Eval implements Invariant.
 func (inv *RegionPendingPeerStuck) Eval(_ context.Context, s *tikv.Snapshot, now time.Time) ([]Violation, error) {
@@ -544,7 +544,7 @@ type leaderDrop struct {
 }
 
 // States implements StateHolder.
-func (inv *StoreLeaderDrop) States() []Stateful { return []Stateful{inv.h} }
+func (inv *StoreLeaderDrop) States() []Stateful { return inv.h.States() }
 
 // StateName implements Stateful (the drops being held).
 func (inv *StoreLeaderDrop) StateName() string { return "invariant/" + NameStoreLeaderDrop }
@@ -691,7 +691,7 @@ type HostStoresFailing struct {
 }
 
 // States implements StateHolder.
-func (inv *HostStoresFailing) States() []Stateful { return []Stateful{inv.h} }
+func (inv *HostStoresFailing) States() []Stateful { return inv.h.States() }
 
 // Eval implements Invariant.
 func (inv *HostStoresFailing) Eval(_ context.Context, s *tikv.Snapshot, now time.Time) ([]Violation, error) {

@@ -195,6 +195,8 @@ type Monitor struct {
 	// whether the State store was read.
 	states []invariant.Stateful
 	loaded bool
+	// saved is what persist last wrote.
+	saved savedState
 	// unreachableSince is when the current run of failed collections
 	// began (zero while PD answers); reminded when it was last logged.
 	unreachableSince, reminded time.Time

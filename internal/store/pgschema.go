@@ -23,6 +23,7 @@ type pgMigration struct {
 // PostgreSQL twin N here (TestPostgresSchemaMatchesSQLite compares them).
 var pgMigrations = []pgMigration{
 	{9, "baseline: the schema of SQLite version 9", pgBaselineV9},
+	{10, "retention: index tickets.previous_id (retention.go)", schemaV10},
 }
 
 // pgText is the type of every text column: byte-order comparisons and

