@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 )
 
 // Risk is how much harm a wrong execution of an action can do.
@@ -73,6 +74,15 @@ type Spec struct {
 	// previous one's effect, so two of them approved together can never
 	// both go out when together they would break max-replicas.
 	Capacity bool `json:"capacity,omitempty"`
+	// Settle is how long PD's own schedulers may take to show the action's
+	// effect on the ticket's invariant after a completed execution (zero:
+	// it shows at once). Resuming balance-leader-scheduler fixes nothing
+	// by itself: PD then moves leaders a few at a time (its
+	// leader-schedule-limit, 4 per store by default, per scheduling round).
+	// A re-check that still sees the violation within Settle does not
+	// reopen the ticket for a new diagnosis, which would propose work PD is
+	// about to do; it looks again once Settle has passed.
+	Settle time.Duration `json:"settle,omitempty"`
 }
 
 // Request is one HTTP request an execution sends to PD, exactly as sent.

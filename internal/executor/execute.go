@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"strconv"
@@ -278,11 +279,79 @@ func (e *Executor) afterExecution(ctx context.Context, p action.Proposal) {
 	if t.Status != ticket.Diagnosed {
 		return
 	}
+	if settle := e.settleOf(p); settle > 0 {
+		// PD's schedulers do the work now (resume_scheduler, a raised
+		// store limit ...): a new diagnosis right away would propose what
+		// PD is about to do. Look again once the settle time has passed.
+		log.Info("invariant still violated; PD's schedulers work on it, re-checked after the settle time", "invariant", t.Invariant, "settle", settle)
+		e.recheckAfter(p, settle)
+		return
+	}
+	e.reopen(ctx, log, t)
+}
+
+// reopen reopens t for a fresh diagnosis (its invariant is still violated
+// after an execution).
+func (e *Executor) reopen(ctx context.Context, log *slog.Logger, t ticket.Ticket) {
+	var te *ticket.ErrTransition
 	if err := e.st.Reopen(ctx, t.ID, e.now()); err != nil && !errors.As(err, &te) {
 		log.Warn("reopen ticket", "err", err)
 		return
 	}
 	log.Info("invariant still violated; ticket reopened for a fresh diagnosis", "invariant", t.Invariant)
+}
+
+// settleOf returns the catalog's Spec.Settle of p's action type (0 when
+// unknown).
+func (e *Executor) settleOf(p action.Proposal) time.Duration {
+	a, err := e.cat.Lookup(p.ActionType)
+	if err != nil {
+		return 0
+	}
+	return a.Spec().Settle
+}
+
+// recheckAfter re-evaluates p's ticket once settle has passed (on the
+// executor's Run context: a stopping daemon drops it, and the monitor's
+// cycles keep judging the ticket): resolved when the invariant holds,
+// reopened for a fresh diagnosis when it is still violated and the ticket
+// still carries this diagnosis.
+func (e *Executor) recheckAfter(p action.Proposal, settle time.Duration) {
+	runCtx := context.Background()
+	if rp := e.running.Load(); rp != nil {
+		runCtx = *rp
+	}
+	log := e.log.With("action_id", p.ID, "ticket_id", p.TicketID)
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		select {
+		case <-runCtx.Done():
+			return
+		case <-time.After(settle):
+		}
+		ctx, cancel := context.WithTimeout(runCtx, DefaultStepTimeout)
+		defer cancel()
+		t, err := e.st.Ticket(ctx, p.TicketID)
+		if err != nil || t.Status != ticket.Diagnosed {
+			return // resolved by the monitor meanwhile, or rediagnosed
+		}
+		held, err := e.reevaluate(ctx, t)
+		if err != nil {
+			log.Warn("re-evaluate invariant after the settle time", "invariant", t.Invariant, "err", err)
+			return
+		}
+		if held {
+			var te *ticket.ErrTransition
+			if err := e.st.ResolveTicket(ctx, t.ID, e.now()); err != nil && !errors.As(err, &te) {
+				log.Warn("resolve ticket", "err", err)
+				return
+			}
+			log.Info("invariant holds after the settle time; ticket resolved", "invariant", t.Invariant)
+			return
+		}
+		e.reopen(ctx, log, t)
+	}()
 }
 
 // followRunning keeps following the PD operator of an execution that was

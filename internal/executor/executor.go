@@ -153,6 +153,8 @@ type Options struct {
 // Executor claims approved proposals and executes them. Create it with
 // New; its methods are safe for concurrent use.
 type Executor struct {
+	// bg tracks the delayed re-checks after a settle time (recheckAfter).
+	bg         sync.WaitGroup
 	st         *store.Store
 	cat        *action.Catalog
 	capture    CaptureFunc
@@ -270,6 +272,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	)
 	defer func() {
 		wg.Wait()
+		e.bg.Wait() // delayed re-checks (recheckAfter) end with ctx
 		e.log.Info("executor stopped")
 	}()
 	ticker := time.NewTicker(e.poll)

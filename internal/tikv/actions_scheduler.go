@@ -107,6 +107,15 @@ func pausedVerifier(c *pd.Client, name string, wantPaused bool) func(context.Con
 	}
 }
 
+// SchedulerSettle is action.Spec.Settle of the actions that hand the work
+// back to PD's schedulers (resume or add a scheduler, raise a store limit,
+// let leaders back onto a store): PD's balance schedulers run every few
+// seconds and move a few regions per round (leader-schedule-limit 4,
+// region-schedule-limit 2048 with store limits of 15 per minute by
+// default, PD v4.0-v8.5), so an imbalance of tens of leaders takes a minute
+// or two to even out.
+const SchedulerSettle = 3 * time.Minute
+
 func resumeScheduler() *pdAction {
 	spec := action.Spec{
 		Name: ActionResumeScheduler,
@@ -114,6 +123,7 @@ func resumeScheduler() *pdAction {
 			"e.g. a balance-leader-scheduler left paused after maintenance.",
 		Params:     []action.Param{nameParam("scheduler to resume, e.g. balance-leader-scheduler")},
 		Risk:       action.RiskMedium,
+		Settle:     SchedulerSettle,
 		Reversible: true,
 		Rollback: "pause_scheduler(name, delay_seconds = previous.resume_at - now) restores the recorded pause " +
 			"(previous.paused=true, previous.resume_at in unix seconds)",
@@ -212,6 +222,7 @@ func addScheduler() *pdAction {
 		Params: []action.Param{{Name: "name", Type: action.ParamString, Required: true, Enum: AddableSchedulers,
 			Description: "scheduler to create"}},
 		Risk:       action.RiskMedium,
+		Settle:     SchedulerSettle,
 		Reversible: true,
 		Rollback:   "remove_scheduler(name) (previous.enabled=false)",
 	}
@@ -304,6 +315,7 @@ func setHotRegionConfig() *pdAction {
 				Description: "\"true\" (default) only moves when both dimensions improve; v1 formula only"},
 		},
 		Risk:       action.RiskMedium,
+		Settle:     SchedulerSettle,
 		Reversible: true,
 		Rollback:   "set_hot_region_scheduler_config with the values recorded in previous (keyed by PD's names)",
 	}

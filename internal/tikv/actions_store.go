@@ -337,6 +337,7 @@ func removeEvictLeader() *pdAction {
 		Description: "Let a store hold leaders again: remove it from evict-leader-scheduler (DELETE /pd/api/v1/schedulers/evict-leader-scheduler-{id}).",
 		Params:      []action.Param{idParam("store_id", "store to remove from evict-leader-scheduler")},
 		Risk:        action.RiskLow,
+		Settle:      SchedulerSettle,
 		Reversible:  true,
 		Rollback:    "evict_leader(store_id)",
 		Targets:     []string{"store_id"},
