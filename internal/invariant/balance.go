@@ -493,6 +493,9 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 	}
 	d.RootCause = strings.Join(cause, " ")
 	d.Confidence = conf
+	if balancer == "running" && f.storeIncident(d, "leaders") {
+		return d
+	}
 
 	// PD's own operators already moving leaders off the loaded store or
 	// onto the light one: PD is rebalancing; a transfer of ours would only
@@ -626,6 +629,9 @@ func regionImbalance(f *facts) *diagnose.Diagnosis {
 			maxS, minS = f.stores[maxID], f.stores[minID]
 			diff = counts[maxID] - counts[minID]
 		}
+	}
+	if balancer == "running" && f.storeIncident(d, "regions") {
+		return d
 	}
 	var cause []string
 	switch {
@@ -905,4 +911,38 @@ func roundScores(ids []uint64, v map[uint64]float64) map[uint64]float64 {
 		out[id] = math.Round(v[id]*10) / 10
 	}
 	return out
+}
+
+// storeIncident pages instead of proposing a move while a TiKV store is
+// Disconnected or Down and PD's balance scheduler runs: the skew follows
+// the failure (the failed store's leaders were re-elected on the survivors,
+// PD re-creates its replicas after max-store-down-time) and PD's scheduler
+// evens the survivors out; a transfer of ours would race it while the
+// cluster recovers (a new user saw transfer_leader proposed 2 s after a
+// store stopped). The store's own ticket is the incident; the imbalance
+// ticket is linked to it (SymptomInvariants). It reports whether it
+// filled d.
+func (f *facts) storeIncident(d *diagnose.Diagnosis, what string) bool {
+	var failing []uint64
+	for id, st := range f.stores {
+		if st.IsTiFlash() {
+			continue
+		}
+		if st.Store.StateName == pd.StateDisconnected || st.Store.StateName == pd.StateDown {
+			failing = append(failing, id)
+		}
+	}
+	if len(failing) == 0 {
+		return false
+	}
+	slices.Sort(failing)
+	for _, id := range failing {
+		d.Evidence = append(d.Evidence, storeLine(f.stores[id]))
+	}
+	d.RootCause = fmt.Sprintf("Store(s) %s are %s: the skew follows that failure (its %s were taken over by the surviving stores, unevenly), and PD's balance scheduler runs and evens the surviving stores out over the next minutes. The failing store is the incident; see its ticket.",
+		idList(failing), f.stores[failing[0]].Store.StateName, what)
+	d.Confidence = diagnose.ConfidenceHigh
+	d.Risks = []string{"None from waiting: a move of ours would race PD's balance scheduler while the cluster recovers."}
+	d.NoActionReason = page("store %s is %s: the %s skew follows its failure and PD's balance scheduler evens it out; look at the store's ticket", idList(failing), f.stores[failing[0]].Store.StateName, what)
+	return true
 }

@@ -22,4 +22,7 @@ var StoreRootInvariants = []string{
 var SymptomInvariants = []string{
 	NameRegionDownPeer, NameRegionPendingPeer, NameRegionMissPeer, NameRegionDownPeerUnrepaired,
 	NameRegionPendingPeerStuck, NameRegionNoLeader, NameRegionOfflinePeer, NameUpStoresBelowReplicas,
+	// A store that fails hands its leaders and, later, its replicas to the
+	// survivors, unevenly: the imbalance is the store's incident.
+	NameLeaderImbalance, NameRegionImbalance,
 }
