@@ -469,7 +469,7 @@ func (c *Config) Validate() error {
 	switch c.Diagnosis.Backend {
 	case "rules", "anthropic", "openai", "noop":
 	default:
-		return fmt.Errorf("config: unknown diagnosis backend %q (want rules, anthropic or openai)", c.Diagnosis.Backend)
+		return fmt.Errorf("config: unknown diagnosis backend %q (want rules, anthropic, openai or noop)", c.Diagnosis.Backend)
 	}
 	if c.Monitor.Quiet.Duration < 0 {
 		return fmt.Errorf("config: monitor quiet-period must not be negative, got %s", c.Monitor.Quiet)

@@ -310,7 +310,9 @@ func (s *Server) authn(h sessHandler) http.HandlerFunc {
 		se, err := s.identify(w, r)
 		if err != nil {
 			if r.Method == http.MethodGet {
-				http.Redirect(w, r, s.o.Prefix+"/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				// The mux sees the path without the prefix (StripPrefix):
+				// put it back so the login returns to the page asked for.
+				http.Redirect(w, r, s.o.Prefix+"/login?next="+url.QueryEscape(s.o.Prefix+r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			s.errorPage(w, r, nil, http.StatusForbidden, "refused: "+err.Error())

@@ -203,6 +203,11 @@ func TestDecisionsNeedSessionCSRFOriginAndRole(t *testing.T) {
 	if resp, _ := anon.do("GET", "/ui/", nil, nil); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/login") {
 		t.Fatalf("anonymous GET: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// The log-in returns to the page asked for, prefix included (a new
+	// user landed on /ui/ instead of /ui/?cluster=west).
+	if resp, _ := anon.do("GET", "/ui/?cluster=west", nil, nil); resp.Header.Get("Location") != "/ui/login?next="+url.QueryEscape("/ui/?cluster=west") {
+		t.Fatalf("anonymous GET with a query: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	if resp, _ := anon.do("POST", "/ui/actions/1/approve", url.Values{}, map[string]string{"Origin": srv.URL}); resp.StatusCode != 403 {
 		t.Fatalf("anonymous POST: %d", resp.StatusCode)
 	}

@@ -578,7 +578,7 @@ sha256 = %q
 		t.Fatal(err)
 	}
 	r := e.op("run", "--config", otherCfg, "--pd", other.URL)
-	if r.code != 11 || !strings.Contains(r.errOut, "another cluster") {
+	if r.code != 11 || !strings.Contains(r.errOut, "wrong PD cluster") {
 		t.Errorf("daemon on another cluster's PD: %s", r)
 	}
 

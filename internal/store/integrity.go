@@ -12,9 +12,10 @@ import (
 	"github.com/tikvops/operator/internal/auditkey"
 )
 
-// ErrWrongCluster is returned (wrapped) when the database belongs to a
-// PD cluster other than the one asked about.
-var ErrWrongCluster = errors.New("database belongs to another cluster")
+// ErrWrongCluster is returned (wrapped) when what is asked about (a
+// database binding, an action, an approval) belongs to a PD cluster other
+// than the one this process watches.
+var ErrWrongCluster = errors.New("wrong PD cluster")
 
 // BindCluster binds this store handle to PD's cluster id (GET
 // /pd/api/v1/cluster, field "id", as a decimal string) under name (the
