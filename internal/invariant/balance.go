@@ -493,7 +493,7 @@ func leaderImbalance(f *facts) *diagnose.Diagnosis {
 	}
 	d.RootCause = strings.Join(cause, " ")
 	d.Confidence = conf
-	if balancer == "running" && f.storeIncident(d, "leaders") {
+	if balancer == "running" && f.c.Schedule.LeaderScheduleLimit > 0 && f.storeIncident(d, "leaders") {
 		return d
 	}
 
@@ -630,7 +630,7 @@ func regionImbalance(f *facts) *diagnose.Diagnosis {
 			diff = counts[maxID] - counts[minID]
 		}
 	}
-	if balancer == "running" && f.storeIncident(d, "regions") {
+	if balancer == "running" && f.c.Schedule.RegionScheduleLimit > 0 && f.storeIncident(d, "regions") {
 		return d
 	}
 	var cause []string
@@ -914,7 +914,8 @@ func roundScores(ids []uint64, v map[uint64]float64) map[uint64]float64 {
 }
 
 // storeIncident pages instead of proposing a move while a TiKV store is
-// Disconnected or Down and PD's balance scheduler runs: the skew follows
+// Disconnected or Down and PD's balance scheduler runs (with a schedule
+// limit above 0; the callers check both): the skew follows
 // the failure (the failed store's leaders were re-elected on the survivors,
 // PD re-creates its replicas after max-store-down-time) and PD's scheduler
 // evens the survivors out; a transfer of ours would race it while the
