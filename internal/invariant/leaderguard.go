@@ -2,6 +2,7 @@ package invariant
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -68,8 +69,10 @@ func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 // one the previous leader reported — also after a restart of a single PD,
 // whose member id stays. (Capacity 0 alone is no sign: a store can report
 // it, store_capacity_suspect.) One guard is shared by the invariants Default
-// wraps; it is safe for concurrent use. Its memory is not persisted: after
-// a restart of the operator the first snapshot is the reference.
+// wraps; it is safe for concurrent use. It is a Stateful
+// ("invariant/pd-leader-guard"): the monitor persists the last PD leader,
+// the stores' last heartbeats and a running hold, so a PD leader change
+// while the operator was stopped is still detected at its first cycle.
 type LeaderGuard struct {
 	Hold time.Duration
 
@@ -150,6 +153,42 @@ func (g *LeaderGuard) Observe(s *tikv.Snapshot, now time.Time) {
 	}
 }
 
+// guardState is LeaderGuard's persisted memory.
+type guardState struct {
+	Leader   pd.Member            `json:"leader"`
+	LastTime time.Time            `json:"last_time,omitzero"`
+	HB       map[uint64]time.Time `json:"heartbeats"`
+	Until    time.Time            `json:"until,omitzero"`
+	Reason   string               `json:"reason,omitempty"`
+}
+
+// StateName implements Stateful.
+func (g *LeaderGuard) StateName() string { return "invariant/pd-leader-guard" }
+
+// MarshalState implements Stateful.
+func (g *LeaderGuard) MarshalState() (json.RawMessage, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return json.Marshal(guardState{Leader: g.leader, LastTime: g.lastTime, HB: g.hb, Until: g.until, Reason: g.reason})
+}
+
+// UnmarshalState implements Stateful.
+func (g *LeaderGuard) UnmarshalState(doc json.RawMessage) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var st guardState
+	if err := json.Unmarshal(doc, &st); err != nil {
+		g.leader, g.lastTime, g.hb, g.until, g.reason = pd.Member{}, time.Time{}, map[uint64]time.Time{}, time.Time{}, ""
+		return fmt.Errorf("pd leader guard state: %w", err)
+	}
+	if st.HB == nil {
+		st.HB = map[uint64]time.Time{}
+	}
+	g.leader, g.lastTime, g.hb, g.until, g.reason = st.Leader, st.LastTime, st.HB, st.Until, truncateText(st.Reason, 500)
+	g.last = nil
+	return nil
+}
+
 // Held returns the reason and end of the current hold, if now is within
 // one.
 func (g *LeaderGuard) Held(now time.Time) (reason string, until time.Time, ok bool) {
@@ -202,9 +241,9 @@ func (w guarded) Eval(ctx context.Context, s *tikv.Snapshot, now time.Time) ([]V
 // For returns the wrapped invariant's pending duration.
 func (w guarded) For() time.Duration { return For(w.Invariant) }
 
-// States returns the wrapped invariant's histories.
+// States returns the wrapped invariant's histories and the guard's own.
 func (w guarded) States() []Stateful {
-	var out []Stateful
+	out := []Stateful{w.g}
 	if s, ok := w.Invariant.(Stateful); ok {
 		out = append(out, s)
 	}
