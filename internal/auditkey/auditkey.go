@@ -13,6 +13,14 @@
 // "ID HASH UNIX_NANOS SIGNATURE") records the chain head after each
 // append, so that a wiped, trimmed or rewound chain is detected even when
 // the database alone looks consistent.
+//
+// Several replicas ([ha], or several daemons on one PostgreSQL database)
+// may share one key directory (on one host, or a shared volume). Each then
+// appends to its own checkpoint file, audit.checkpoint.<replica>
+// (NewReplicaCheckpoint), so that no two processes append to one file
+// (appends from several hosts to one file on a network filesystem are not
+// atomic). Readers (ReadHeads, ReadCheckpoints) read audit.checkpoint and
+// every audit.checkpoint.* file in the directory.
 package auditkey
 
 import (
@@ -25,6 +33,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,7 +163,8 @@ func headMessage(id int64, hash string, at time.Time) string {
 	return "checkpoint " + strconv.FormatInt(id, 10) + " " + hash + " " + strconv.FormatInt(at.UnixNano(), 10)
 }
 
-// Checkpoint appends chain heads to dir/audit.checkpoint.
+// Checkpoint appends chain heads to dir/audit.checkpoint, or to
+// dir/audit.checkpoint.<replica> (NewReplicaCheckpoint).
 type Checkpoint struct {
 	mu   sync.Mutex
 	path string
@@ -164,6 +174,35 @@ type Checkpoint struct {
 // NewCheckpoint returns a writer of dir/audit.checkpoint signing with key.
 func NewCheckpoint(dir string, key *Key) *Checkpoint {
 	return &Checkpoint{path: filepath.Join(dir, CheckpointFile), key: key}
+}
+
+// NewReplicaCheckpoint returns a writer of dir/audit.checkpoint.<name>
+// signing with key: one file per replica, so that replicas sharing the key
+// directory never append to the same file. name is reduced to
+// ReplicaFileName's characters; an empty name gives the shared
+// audit.checkpoint (NewCheckpoint).
+func NewReplicaCheckpoint(dir, name string, key *Key) *Checkpoint {
+	n := ReplicaFileName(name)
+	if n == "" {
+		return NewCheckpoint(dir, key)
+	}
+	return &Checkpoint{path: filepath.Join(dir, CheckpointFile+"."+n), key: key}
+}
+
+// ReplicaFileName reduces a replica name (e.g. "host:127.0.0.1:9471") to
+// the characters [A-Za-z0-9._-], others replaced by '_', at most 128
+// bytes: the suffix of its checkpoint file. "" stays "".
+func ReplicaFileName(name string) string {
+	b := []byte(strings.TrimSpace(name))
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return strings.Trim(string(b), ".")
 }
 
 // Path returns the checkpoint file's path.
@@ -194,12 +233,96 @@ func (c *Checkpoint) Append(id int64, hash string, at time.Time) error {
 	return nil
 }
 
-// ReadHeads reads every checkpoint line of dir/audit.checkpoint whose
-// signature verifies with pub (every line when pub is nil); lines that do
-// not parse or verify are counted in bad. A missing file gives no heads
-// and no error.
+// CheckpointHeads are the verified lines of one checkpoint file.
+type CheckpointHeads struct {
+	// File is the file's base name: audit.checkpoint or
+	// audit.checkpoint.<replica>.
+	File string
+	// Heads are the lines whose signature verified, in file order.
+	Heads []Head
+	// Bad counts lines that did not parse or verify.
+	Bad int
+}
+
+// Newest returns the head with the highest record id (the zero Head when
+// there is none).
+func (c CheckpointHeads) Newest() Head {
+	var h Head
+	for _, x := range c.Heads {
+		if x.ID > h.ID {
+			h = x
+		}
+	}
+	return h
+}
+
+// CheckpointFiles returns the base names of the checkpoint files in dir:
+// audit.checkpoint (when it exists) first, then audit.checkpoint.<replica>
+// files in name order. A missing dir gives none and no error.
+func CheckpointFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	var shared bool
+	var replicas []string
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() {
+			continue
+		}
+		switch {
+		case n == CheckpointFile:
+			shared = true
+		case strings.HasPrefix(n, CheckpointFile+".") && len(n) > len(CheckpointFile)+1:
+			replicas = append(replicas, n)
+		}
+	}
+	sort.Strings(replicas)
+	if shared {
+		return append([]string{CheckpointFile}, replicas...), nil
+	}
+	return replicas, nil
+}
+
+// ReadCheckpoints reads every checkpoint file of dir (CheckpointFiles),
+// keeping the lines whose signature verifies with pub (every line when
+// pub is nil). Files without lines are returned too (with no Heads).
+func ReadCheckpoints(dir string, pub *PublicKey) ([]CheckpointHeads, error) {
+	files, err := CheckpointFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CheckpointHeads, 0, len(files))
+	for _, name := range files {
+		heads, bad, err := readHeadsFile(filepath.Join(dir, name), pub)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, CheckpointHeads{File: name, Heads: heads, Bad: bad})
+	}
+	return out, nil
+}
+
+// ReadHeads reads every checkpoint line of every checkpoint file in dir
+// (audit.checkpoint and audit.checkpoint.<replica>: ReadCheckpoints),
+// file after file, whose signature verifies with pub (every line when pub
+// is nil); lines that do not parse or verify are counted in bad. No file
+// gives no heads and no error.
 func ReadHeads(dir string, pub *PublicKey) (heads []Head, bad int, err error) {
-	f, err := os.Open(filepath.Join(dir, CheckpointFile))
+	cps, err := ReadCheckpoints(dir, pub)
+	for _, c := range cps {
+		heads = append(heads, c.Heads...)
+		bad += c.Bad
+	}
+	return heads, bad, err
+}
+
+func readHeadsFile(path string, pub *PublicKey) (heads []Head, bad int, err error) {
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil
 	}
@@ -231,7 +354,7 @@ func ReadHeads(dir string, pub *PublicKey) (heads []Head, bad int, err error) {
 		heads = append(heads, h)
 	}
 	if err := sc.Err(); err != nil {
-		return heads, bad, fmt.Errorf("audit checkpoint: %w", err)
+		return heads, bad, fmt.Errorf("audit checkpoint %s: %w", filepath.Base(path), err)
 	}
 	return heads, bad, nil
 }

@@ -127,7 +127,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		Name: "operator_audit_head_id",
 		Help: "Id of the newest audit record this daemon appended (the chain head; compare with audit.checkpoint and operator audit verify).",
 	}, []string{})
-	st.SetAuditKey(key, auditkey.NewCheckpoint(keyDir, key), func(rec action.Record) {
+	st.SetAuditKey(key, auditkey.NewReplicaCheckpoint(keyDir, checkpointReplica(cfg), key), func(rec action.Record) {
 		auditHead.WithLabelValues().Set(float64(rec.ID))
 		log.Info("audit record appended", "record_id", rec.ID, "event", rec.Event, "action_id", rec.ProposalID, "hash", rec.Hash)
 	})

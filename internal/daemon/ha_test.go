@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tikvops/operator/internal/action"
+	"github.com/tikvops/operator/internal/auditkey"
 	"github.com/tikvops/operator/internal/config"
 	"github.com/tikvops/operator/internal/executor"
 	"github.com/tikvops/operator/internal/store"
@@ -95,9 +96,18 @@ func (r *haReplica) logText(t *testing.T) string {
 }
 
 // api calls the replica's API over its Unix socket (as this OS user: root
-// or the daemon's user, an admin) or, with token, over TCP.
+// or the daemon's user, an admin) or, with token, over TCP, and fails the
+// test on an error or a status other than 2xx.
 func (r *haReplica) api(t *testing.T, method, path, token string, body any, out any) {
 	t.Helper()
+	if err := r.tryAPI(method, path, token, body, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryAPI is api returning the error (a failed request, a status other
+// than 2xx, an unreadable answer).
+func (r *haReplica) tryAPI(method, path, token string, body any, out any) error {
 	b, _ := json.Marshal(body)
 	c := http.Client{Timeout: 30 * time.Second}
 	base := "http://" + r.listen
@@ -109,7 +119,7 @@ func (r *haReplica) api(t *testing.T, method, path, token string, body any, out 
 	}
 	req, err := http.NewRequest(method, base+path, bytes.NewReader(b))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -117,18 +127,19 @@ func (r *haReplica) api(t *testing.T, method, path, token string, body any, out 
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s on %s: %v", method, path, r.name, err)
+		return fmt.Errorf("%s %s on %s: %w", method, path, r.name, err)
 	}
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s on %s: %d %s", method, path, r.name, resp.StatusCode, rb)
+		return fmt.Errorf("%s %s on %s: %d %s", method, path, r.name, resp.StatusCode, bytes.TrimSpace(rb))
 	}
 	if out != nil {
 		if err := json.Unmarshal(rb, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, rb)
+			return fmt.Errorf("%s %s: %v: %s", method, path, err, rb)
 		}
 	}
+	return nil
 }
 
 func freeAddr(t *testing.T) string {
@@ -141,8 +152,13 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestHAFailover runs three `operator run` replicas (child processes) with
-// [ha] enabled on one real PD (its embedded etcd), the simulator and one
-// SQLite file:
+// [ha] enabled on one real PD (its embedded etcd) and the simulator, on a
+// shared database: subtest "postgres" on a real PostgreSQL database
+// (internal/pgtest; the replicas connect as a runtime role without UPDATE
+// and DELETE on the audit table, store.PostgresRuntimeGrants, and share
+// [audit] key-dir), subtest "sqlite" on one SQLite file (steps 1 and 2
+// only: step 3's fencing is the same store code, covered on both
+// databases by internal/store's conformance suite):
 //
 //  1. exactly one leads;
 //  2. the leader is killed (SIGKILL, by the executor's crash hook right
@@ -157,11 +173,19 @@ func freeAddr(t *testing.T) string {
 //     and nothing carries its term after the newer leader's; PD carried out
 //     the transfer once.
 //
-// No ticket is duplicated and the ticket was diagnosed once.
+// No ticket is duplicated, the ticket was diagnosed once, and the audit
+// trail verifies against every replica's checkpoint file.
 func TestHAFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PD and three daemons")
 	}
+	t.Run("postgres", func(t *testing.T) { testHAFailover(t, "postgres", true) })
+	t.Run("sqlite", func(t *testing.T) { testHAFailover(t, "sqlite", false) })
+}
+
+// testHAFailover is TestHAFailover on one database kind ("sqlite" or
+// "postgres"); full adds step 3 (SIGSTOP).
+func testHAFailover(t *testing.T, kind string, full bool) {
 	ttl := 5 * time.Second
 	if v := os.Getenv(haTTLEnv); v != "" {
 		d, err := time.ParseDuration(v)
@@ -173,7 +197,7 @@ func TestHAFailover(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Stores: 3, Regions: 1, SkewLeaders: true, PauseBalanceLeader: true})
 	ctx := context.Background()
 	dir := t.TempDir()
-	db := filepath.Join(dir, "operator.db")
+	db := haDatabase(t, kind, dir)
 	secret := "ha-test-approver-secret"
 	sum := sha256.Sum256([]byte(secret))
 
@@ -184,8 +208,7 @@ func TestHAFailover(t *testing.T) {
 		cfgPath := filepath.Join(dir, r.name+".toml")
 		toml := fmt.Sprintf(`[pd]
 endpoints = [%q]
-[database]
-path = %q
+%s
 [monitor]
 interval = "1s"
 quiet-period = "2s"
@@ -202,7 +225,7 @@ sha256 = %q
 [ha]
 enabled = true
 lease-ttl = %q
-`, c.PDURL, db, r.listen, r.socket, hex.EncodeToString(sum[:]), ttl.String())
+`, c.PDURL, db.toml, r.listen, r.socket, hex.EncodeToString(sum[:]), ttl.String())
 		if err := os.WriteFile(cfgPath, []byte(toml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +285,7 @@ lease-ttl = %q
 	}
 	_, term0 := r0.leading()
 
-	st, err := store.Open(ctx, db, store.Options{})
+	st, err := store.Open(ctx, db.target, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,6 +404,35 @@ lease-ttl = %q
 	if cur, err := st.Proposal(ctx, p2.ID); err != nil || cur.Status != action.Proposed {
 		t.Fatalf("the pending approval request after the failover: %+v, %v", cur, err)
 	}
+	if full {
+		haPause(t, c, st, haPauseArgs{ttl: ttl, from: from, other: other, to: params.ToStoreID, p2: p2.ID,
+			next: next, third: third, term1: term1, secret: secret, leaderStore: leaderStore, leaders: func() []*haReplica { return leaders(r1, r2) }})
+	}
+	haFinalChecks(t, st, db.keyDir, p1.TicketID)
+}
+
+// haPauseArgs is what step 3 of TestHAFailover needs from steps 1 and 2.
+type haPauseArgs struct {
+	ttl             time.Duration
+	from, other, to uint64 // store leading region other, the region, the target store
+	p2              int64  // the approval request that survived the kill
+	next, third     *haReplica
+	term1           int64
+	secret          string
+	leaderStore     func(region uint64) uint64
+	leaders         func() []*haReplica
+}
+
+// haPause is step 3 of TestHAFailover: p2 is approved through the third
+// replica while store from applies slowly, the leader (next) is paused
+// past its lease, the third leads and recovers p2, and the resumed
+// leader's finish is refused.
+func haPause(t *testing.T, c *testcluster.Cluster, st *store.Store, a haPauseArgs) {
+	ctx := context.Background()
+	ttl, from, other, next, third, term1 := a.ttl, a.from, a.other, a.next, a.third, a.term1
+	p2 := action.Proposal{ID: a.p2}
+	params := struct{ ToStoreID uint64 }{a.to}
+	secret, leaderStore := a.secret, a.leaderStore
 	if err := c.Sim.SetApplyDelay(from, 4*ttl); err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +447,7 @@ lease-ttl = %q
 	waitFor(t, "the third replica to lead", 3*ttl+10*time.Second, func() bool { ok, _ := third.leading(); return ok })
 	t.Logf("failover after SIGSTOP: %s", time.Since(paused).Round(10*time.Millisecond))
 	_, term2 := third.leading()
-	done = waitEnded(t, st, p2.ID)
+	done := waitEnded(t, st, p2.ID)
 	if done.Status != action.Failed || !strings.HasPrefix(done.Result, executor.Interrupted) {
 		t.Fatalf("the paused leader's action ended %s %q; want interrupted", done.Status, done.Result)
 	}
@@ -409,7 +461,7 @@ lease-ttl = %q
 	waitFor(t, "the resumed leader's refused finish", 4*ttl+20*time.Second, func() bool {
 		return strings.Contains(next.logText(t), store.ErrStaleTerm.Error())
 	})
-	terms, err = st.Terms(ctx)
+	terms, err := st.Terms(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,11 +481,17 @@ lease-ttl = %q
 		t.Errorf("%d late records from the deposed leader", late)
 	}
 	waitFor(t, "PD to carry out the transfer", 4*ttl+20*time.Second, func() bool { return leaderStore(other) == params.ToStoreID })
-	if ls := leaders(r1, r2); len(ls) != 1 || ls[0] != third {
+	if ls := a.leaders(); len(ls) != 1 || ls[0] != third {
 		t.Errorf("leaders = %v, want %s", names(ls), third.name)
 	}
+}
 
-	// One ticket, diagnosed once; one proposal by the rules.
+// haFinalChecks: one ticket, diagnosed once; two proposals (the rules' and
+// the person's); the audit trail verifies, signatures and every replica's
+// checkpoint file (audit.checkpoint.<replica>, one per replica that
+// recorded) included.
+func haFinalChecks(t *testing.T, st *store.Store, keyDir string, ticketID int64) {
+	ctx := context.Background()
 	ts, err := st.Tickets(ctx, store.TicketFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -441,8 +499,8 @@ lease-ttl = %q
 	if len(ts) != 1 {
 		t.Errorf("%d tickets, want 1: %+v", len(ts), ts)
 	}
-	if past, err := st.Diagnoses(ctx, p1.TicketID); err != nil || len(past) != 0 {
-		t.Errorf("ticket %d was diagnosed again: %d archived diagnoses, %v", p1.TicketID, len(past), err)
+	if past, err := st.Diagnoses(ctx, ticketID); err != nil || len(past) != 0 {
+		t.Errorf("ticket %d was diagnosed again: %d archived diagnoses, %v", ticketID, len(past), err)
 	}
 	ps, err := st.Proposals(ctx, store.ProposalFilter{})
 	if err != nil {
@@ -450,6 +508,13 @@ lease-ttl = %q
 	}
 	if len(ps) != 2 {
 		t.Errorf("%d proposals, want 2 (the rules' and the person's)", len(ps))
+	}
+	// The replicas that recorded wrote their own checkpoint files, none
+	// the shared audit.checkpoint.
+	for _, c := range verifyAudit(t, st, keyDir, 1).Checkpoints {
+		if c.File == auditkey.CheckpointFile {
+			t.Errorf("a replica appended to the shared %s: %+v", auditkey.CheckpointFile, c)
+		}
 	}
 }
 

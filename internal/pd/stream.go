@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -26,12 +27,26 @@ func (c *Client) StreamCheckRegions(ctx context.Context, name string, fn func(*R
 	if !contains(RegionChecks, name) {
 		return 0, fmt.Errorf("pd: unknown region check %q (want one of %v)", name, RegionChecks)
 	}
-	path := apiPrefix + "/regions/check/" + name
+	return c.streamRegions(ctx, routeRegionsCheck, apiPrefix+"/regions/check/"+name, fn)
+}
+
+// StreamStoreRegions reads the regions with a peer on store id (GET
+// /pd/api/v1/regions/store/{id}, PD v3.0+) like StreamCheckRegions: one
+// region at a time, fn must copy what it keeps. A store of a 100k-region
+// cluster lists ~35 MB of region JSON; a diagnosis keeps 20 of them, so
+// it streams instead of decoding the list whole (issue 17).
+func (c *Client) StreamStoreRegions(ctx context.Context, id uint64, fn func(*Region) error) (int, error) {
+	return c.streamRegions(ctx, routeRegionsByStore, apiPrefix+"/regions/store/"+strconv.FormatUint(id, 10), fn)
+}
+
+// streamRegions streams a RegionsInfo body from path, trying the
+// endpoints in failover order on connection errors.
+func (c *Client) streamRegions(ctx context.Context, route, path string, fn func(*Region) error) (int, error) {
 	start := int(c.current.Load())
 	var lastErr error
 	for i := range c.endpoints {
 		idx := (start + i) % len(c.endpoints)
-		n, retry, err := c.streamAttempt(ctx, idx, path, fn)
+		n, retry, err := c.streamAttempt(ctx, idx, route, path, fn)
 		if err == nil {
 			c.current.Store(int64(idx))
 			return n, nil
@@ -44,7 +59,7 @@ func (c *Client) StreamCheckRegions(ctx context.Context, name string, fn func(*R
 	return 0, lastErr
 }
 
-func (c *Client) streamAttempt(ctx context.Context, idx int, path string, fn func(*Region) error) (int, bool, error) {
+func (c *Client) streamAttempt(ctx context.Context, idx int, route, path string, fn func(*Region) error) (int, bool, error) {
 	actx := ctx
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
@@ -59,7 +74,7 @@ func (c *Client) streamAttempt(ctx context.Context, idx int, path string, fn fun
 	t0 := time.Now()
 	res, err := c.hc.Do(req)
 	if err != nil {
-		c.notify(http.MethodGet, routeRegionsCheck, 0, time.Since(t0), 0)
+		c.notify(http.MethodGet, route, 0, time.Since(t0), 0)
 		if ctx.Err() != nil {
 			return 0, false, fmt.Errorf("pd: GET %s: %w", path, ctx.Err())
 		}
@@ -72,12 +87,12 @@ func (c *Client) streamAttempt(ctx context.Context, idx int, path string, fn fun
 	cr := &countingReader{r: res.Body}
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		data, _ := io.ReadAll(io.LimitReader(cr, 64<<10))
-		c.notify(http.MethodGet, routeRegionsCheck, res.StatusCode, time.Since(t0), cr.n)
+		c.notify(http.MethodGet, route, res.StatusCode, time.Since(t0), cr.n)
 		apiErr := &APIError{Method: http.MethodGet, Path: path, Status: res.StatusCode, Message: apiMessage(data)}
-		return 0, res.StatusCode == http.StatusServiceUnavailable, classify(routeRegionsCheck, apiErr)
+		return 0, res.StatusCode == http.StatusServiceUnavailable, classify(route, apiErr)
 	}
 	n, err := decodeRegionStream(cr, fn)
-	c.notify(http.MethodGet, routeRegionsCheck, res.StatusCode, time.Since(t0), cr.n)
+	c.notify(http.MethodGet, route, res.StatusCode, time.Since(t0), cr.n)
 	if err != nil {
 		var fnErr *callbackError
 		if errors.As(err, &fnErr) {

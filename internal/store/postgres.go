@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -135,7 +136,7 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (*Store, err
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Store{db: db, path: name, pg: true, log: log.With("component", "store", "db", name), wsem: make(chan struct{}, 1)}
+	s := &Store{db: db, path: name, pg: true, log: log.With("component", "store", "db", name), wsem: make(chan struct{}, 1), reconnectWait: busy}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		var pe *pgconn.PgError
@@ -198,6 +199,82 @@ func (s *Store) lockWrites(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// beginWrite starts a write transaction: BEGIN (SQLite: BEGIN
+// IMMEDIATE, which takes the write lock), on PostgreSQL the write lock
+// (lockWrites), and the leader's term fence (fencing.go).
+//
+// Retry policy on PostgreSQL (docs/ha.md, "PostgreSQL restarted"): when
+// one of these steps fails because the connection was lost or could not
+// be made (connLost: the server restarted and terminated the pool's
+// connections, or is starting or down), the transaction is rolled back and
+// the steps are retried on another connection, with a backoff from 50 ms
+// to 1 s, for up to reconnectWait (Options.BusyTimeout) or until ctx ends.
+// That is safe because nothing of the caller's write has run yet: the
+// fence's own write is inside the rolled-back transaction. Nothing after
+// this point is retried: a connection lost during the caller's statements
+// rolls the transaction back (the error is returned), and one lost during
+// COMMIT leaves the outcome unknown, so the error is returned and the
+// caller must not assume either outcome (an API decision answers 500; the
+// person looks before deciding again, and a second approval or rejection
+// of the same action is refused as a conflict, never recorded twice).
+func (s *Store) beginWrite(ctx context.Context) (*sql.Tx, error) {
+	deadline := time.Now().Add(s.reconnectWait)
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			err = fmt.Errorf("begin write transaction: %w", err)
+		} else if err = s.lockWrites(ctx, tx); err == nil {
+			if err = s.fence(ctx, tx, time.Now()); err == nil {
+				if attempt > 1 {
+					s.log.Info("database connection back: write proceeds", "attempts", attempt)
+				}
+				return tx, nil
+			}
+		}
+		if tx != nil {
+			_ = tx.Rollback()
+		}
+		if !s.pg || !connLost(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return nil, err
+		}
+		s.log.Warn("database connection lost before a write; retrying on a new connection", "attempt", attempt, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// connLost reports whether err says that the connection to PostgreSQL
+// was lost or could not be made, rather than that a statement failed:
+// driver.ErrBadConn, an error pgx marks safe to retry (nothing was sent),
+// a connect error, SQLSTATE class 08 (connection exception), 57P01
+// (admin_shutdown: the server is stopping), 57P02 (crash_shutdown), 57P03
+// (cannot_connect_now: starting or stopping), an EOF or a network error.
+func connLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne)
+}
+
 // Dialect returns "postgres" or "sqlite".
 func (s *Store) Dialect() string {
 	if s.pg {
@@ -242,11 +319,26 @@ func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.Na
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	idle := c.Conn.Conn().PgConn().TxStatus() == 'I'
 	rows, err := c.Conn.QueryContext(ctx, rebind(query), args)
 	if err != nil {
+		// A SELECT outside a transaction on a connection the server
+		// closed (a restart) is retried by database/sql on another
+		// connection when told driver.ErrBadConn: a read has no outcome
+		// to lose. Anything else keeps its error.
+		if idle && ctx.Err() == nil && c.Conn.Conn().IsClosed() && isSelect(query) && connLost(err) {
+			return nil, driver.ErrBadConn
+		}
 		return nil, err
 	}
 	return pgRows{rows}, nil
+}
+
+// isSelect reports whether query is a plain SELECT (its first keyword,
+// after blanks): a statement that writes nothing.
+func isSelect(query string) bool {
+	q := strings.TrimLeft(query, " \t\r\n(")
+	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
 }
 
 // pgRows returns a boolean result (EXISTS, a comparison) as the integer

@@ -427,10 +427,13 @@ type VerifyReport struct {
 	// SignaturesChecked tells whether a public key was available; without
 	// one, signatures are not checked (Warnings says so).
 	SignaturesChecked bool `json:"signatures_checked"`
-	// CheckpointID and CheckpointHash are the newest head in the
-	// checkpoint file (0 and "" without one).
+	// CheckpointID and CheckpointHash are the newest head of all
+	// checkpoint files (0 and "" without one).
 	CheckpointID   int64  `json:"checkpoint_id,omitempty"`
 	CheckpointHash string `json:"checkpoint_hash,omitempty"`
+	// Checkpoints is the newest head of each checkpoint file checked
+	// (audit.checkpoint, audit.checkpoint.<replica>), in file name order.
+	Checkpoints []CheckpointHead `json:"checkpoints,omitempty"`
 	// Warnings are findings that do not break the chain (no key, no
 	// checkpoint, unverifiable checkpoint lines).
 	Warnings []string `json:"warnings,omitempty"`
@@ -441,13 +444,22 @@ type VerifyReport struct {
 	Silences int `json:"silences,omitempty"`
 }
 
+// CheckpointHead is the newest head (record id and hash) of one
+// checkpoint file in the key directory.
+type CheckpointHead struct {
+	File string `json:"file"`
+	ID   int64  `json:"id"`
+	Hash string `json:"hash"`
+}
+
 // VerifyOptions adds what lives outside the database to Verify.
 type VerifyOptions struct {
 	// PublicKey verifies record signatures; nil skips that check (with a
 	// warning).
 	PublicKey *auditkey.PublicKey
-	// KeyDir is the directory of the checkpoint file (audit.checkpoint);
-	// "" skips the checkpoint comparison (with a warning).
+	// KeyDir is the directory of the checkpoint files (audit.checkpoint
+	// and audit.checkpoint.<replica>, all read); "" skips the checkpoint
+	// comparison (with a warning).
 	KeyDir string
 }
 
@@ -478,17 +490,26 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return rep, fmt.Errorf("verify: read record sequence: %w", err)
 	}
-	var heads []auditkey.Head
+	// Every checkpoint file of the key directory: the shared
+	// audit.checkpoint and one audit.checkpoint.<replica> per replica
+	// (auditkey.NewReplicaCheckpoint). The chain is checked against each:
+	// a hash any file recorded for an id must match, and the newest head
+	// of all files bounds the chain's length.
+	var cps []auditkey.CheckpointHeads
 	if o.KeyDir != "" {
-		var bad int
-		heads, bad, err = auditkey.ReadHeads(o.KeyDir, o.PublicKey)
+		cps, err = auditkey.ReadCheckpoints(o.KeyDir, o.PublicKey)
 		if err != nil {
 			return rep, fmt.Errorf("verify: %w", err)
+		}
+		bad, n := 0, 0
+		for _, c := range cps {
+			bad += c.Bad
+			n += len(c.Heads)
 		}
 		if bad > 0 {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d checkpoint lines did not parse or verify and were ignored", bad))
 		}
-		if len(heads) == 0 {
+		if n == 0 {
 			rep.Warnings = append(rep.Warnings, "no checkpoint outside the database yet: a wiped or trimmed chain cannot be told from a new one")
 		}
 	} else {
@@ -497,13 +518,28 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 	if o.PublicKey == nil {
 		rep.Warnings = append(rep.Warnings, "signatures not checked (no audit public key)")
 	}
-	// The newest head per id, to compare hashes as the walk passes them.
-	headAt := map[int64]string{}
+	// Per file, the newest line per id (a file's later line for an id
+	// wins, as with one file); across files every file's hash must match.
+	type fileHead struct {
+		file, hash string
+	}
+	headAt := map[int64][]fileHead{}
 	var maxHead auditkey.Head
-	for _, h := range heads {
-		headAt[h.ID] = h.Hash
-		if h.ID > maxHead.ID {
-			maxHead = h
+	maxFile := ""
+	for _, c := range cps {
+		last := map[int64]string{}
+		for _, h := range c.Heads {
+			last[h.ID] = h.Hash
+		}
+		for id, hash := range last {
+			headAt[id] = append(headAt[id], fileHead{c.File, hash})
+		}
+		nh := c.Newest()
+		if nh.ID > 0 {
+			rep.Checkpoints = append(rep.Checkpoints, CheckpointHead{File: c.File, ID: nh.ID, Hash: nh.Hash})
+		}
+		if nh.ID > maxHead.ID {
+			maxHead, maxFile = nh, c.File
 		}
 	}
 	rep.CheckpointID, rep.CheckpointHash = maxHead.ID, maxHead.Hash
@@ -571,10 +607,12 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 				Detail: fmt.Sprintf("record %d: the executor refused action %d because it was changed outside the daemon: %s", r.ID, r.ProposalID, r.Message)}
 			return rep, nil
 		}
-		if want, ok := headAt[r.ID]; ok && want != r.Hash {
-			rep.Broken = &Break{ID: r.ID, Kind: BreakTrimmed,
-				Detail: fmt.Sprintf("record %d has hash %.12s…, but the checkpoint outside the database recorded %.12s… for it: the chain was rewritten", r.ID, r.Hash, want)}
-			return rep, nil
+		for _, want := range headAt[r.ID] {
+			if want.hash != r.Hash {
+				rep.Broken = &Break{ID: r.ID, Kind: BreakTrimmed,
+					Detail: fmt.Sprintf("record %d has hash %.12s…, but the checkpoint outside the database (%s) recorded %.12s… for it: the chain was rewritten", r.ID, r.Hash, want.file, want.hash)}
+				return rep, nil
+			}
 		}
 		rep.Records++
 		rep.HeadID, rep.HeadHash = r.ID, r.Hash
@@ -589,8 +627,8 @@ func (s *Store) VerifyWith(ctx context.Context, o VerifyOptions) (VerifyReport, 
 			what = "every record is gone (the chain was wiped)"
 		}
 		rep.Broken = &Break{ID: rep.HeadID + 1, Kind: BreakTrimmed,
-			Detail: fmt.Sprintf("the checkpoint outside the database says record %d (hash %.12s…) existed at %s, but the database ends at %d: %s",
-				maxHead.ID, maxHead.Hash, maxHead.At.Format(time.RFC3339), rep.HeadID, what)}
+			Detail: fmt.Sprintf("the checkpoint outside the database (%s) says record %d (hash %.12s…) existed at %s, but the database ends at %d: %s",
+				maxFile, maxHead.ID, maxHead.Hash, maxHead.At.Format(time.RFC3339), rep.HeadID, what)}
 		return rep, nil
 	}
 	if seq.Valid && seq.Int64 > rep.HeadID {

@@ -108,6 +108,9 @@ type Store struct {
 	// wsem serialises this handle's write transactions (capacity 1), so
 	// in-process writers queue here rather than in SQLite's busy handler.
 	wsem chan struct{}
+	// reconnectWait bounds how long a PostgreSQL write waits for the
+	// server to come back (beginWrite); Options.BusyTimeout.
+	reconnectWait time.Duration
 
 	// integrity: see integrity.go.
 	imu        sync.RWMutex
@@ -285,18 +288,11 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	defer func() { <-s.wsem }()
 
 	s.pending = s.pending[:0]
-	tx, err := s.db.BeginTx(ctx, nil)
+	// BEGIN, on PostgreSQL the database-wide write lock, and the leader's
+	// term fence (fencing.go); on PostgreSQL retried on a lost connection
+	// (beginWrite, postgres.go), never after fn ran.
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
-		return fmt.Errorf("begin write transaction: %w", err)
-	}
-	// On PostgreSQL, the database-wide write lock (postgres.go).
-	if err := s.lockWrites(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	// A leader's write is fenced by its term (fencing.go).
-	if err := s.fence(ctx, tx, time.Now()); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
 	if err := fn(tx); err != nil {

@@ -326,24 +326,23 @@ func (g *Gatherer) leaderCandidates(ctx context.Context, snap *tikv.Snapshot) ([
 	if hi, lo, ok := Extremes(snap.Stores, snap.EvictLeaderStores, func(s *pd.StoreInfo) int { return int(s.Status.LeaderScore * 1000) }); ok && scored(snap.Stores) {
 		maxID, minID = hi, lo
 	}
-	rs, err := g.pd.RegionsByStore(ctx, maxID)
-	if err != nil {
-		return nil, &storeRegionsError{store: maxID, err: err}
-	}
 	eligible := eligibleTargets(snap.Stores, snap.EvictLeaderStores)
-	var first, rest []pd.Region
-	for _, r := range rs {
+	first, rest := g.lowest(), g.lowest()
+	if _, err := g.pd.StreamStoreRegions(ctx, maxID, func(r *pd.Region) error {
 		if r.Leader.StoreID != maxID {
-			continue
+			return nil
 		}
 		switch {
-		case hasHealthyVoter(&r, minID):
-			first = append(first, r)
-		case anyHealthyVoter(&r, eligible, maxID):
-			rest = append(rest, r)
+		case hasHealthyVoter(r, minID):
+			first.add(r)
+		case anyHealthyVoter(r, eligible, maxID):
+			rest.add(r)
 		}
+		return nil
+	}); err != nil {
+		return nil, &storeRegionsError{store: maxID, err: err}
 	}
-	return g.capped(byID(first), byID(rest)), nil
+	return g.capped(first.list(), rest.list()), nil
 }
 
 // regionCandidates returns regions with a peer on the store holding the
@@ -354,36 +353,66 @@ func (g *Gatherer) regionCandidates(ctx context.Context, snap *tikv.Snapshot) ([
 	if !ok {
 		return nil, nil
 	}
-	rs, err := g.pd.RegionsByStore(ctx, maxID)
-	if err != nil {
+	out := g.lowest()
+	if _, err := g.pd.StreamStoreRegions(ctx, maxID, func(r *pd.Region) error {
+		if _, on := r.PeerOn(minID); !on {
+			out.add(r)
+		}
+		return nil
+	}); err != nil {
 		return nil, &storeRegionsError{store: maxID, err: err}
 	}
-	var out []pd.Region
-	for _, r := range rs {
-		if _, on := r.PeerOn(minID); !on {
-			out = append(out, r)
-		}
-	}
-	return g.capped(byID(out)), nil
+	return g.capped(out.list()), nil
 }
 
 // storeRegions returns the regions of a store that is leaving or dead:
 // those whose live voters no longer form a majority first (the ones a
 // human must look at), then the others, at most MaxStoreRegions.
 func (g *Gatherer) storeRegions(ctx context.Context, snap *tikv.Snapshot, id uint64) ([]pd.Region, error) {
-	rs, err := g.pd.RegionsByStore(ctx, id)
-	if err != nil {
+	lost, rest := g.lowest(), g.lowest()
+	if _, err := g.pd.StreamStoreRegions(ctx, id, func(r *pd.Region) error {
+		if m := peers.New(r, snap.Stores); len(m.Voters()) > 0 && !m.Available() {
+			lost.add(r)
+		} else {
+			rest.add(r)
+		}
+		return nil
+	}); err != nil {
 		return nil, &storeRegionsError{store: id, err: err}
 	}
-	var lost, rest []pd.Region
-	for _, r := range rs {
-		if m := peers.New(&r, snap.Stores); len(m.Voters()) > 0 && !m.Available() {
-			lost = append(lost, r)
-		} else {
-			rest = append(rest, r)
-		}
+	return g.capped(lost.list(), rest.list()), nil
+}
+
+// lowestRegions keeps the n regions with the lowest ids of a stream
+// (copies), in at most 2n+16 regions of memory whatever the stream's
+// length: a store's region list at 100k regions is ~35 MB of JSON, of
+// which a diagnosis keeps MaxStoreRegions (issue 17).
+type lowestRegions struct {
+	n  int
+	rs []pd.Region
+}
+
+func (g *Gatherer) lowest() *lowestRegions { return &lowestRegions{n: g.opts.MaxStoreRegions} }
+
+func (l *lowestRegions) add(r *pd.Region) {
+	l.rs = append(l.rs, r.Clone())
+	if len(l.rs) >= 2*l.n+16 {
+		l.trim()
 	}
-	return g.capped(byID(lost), byID(rest)), nil
+}
+
+func (l *lowestRegions) trim() {
+	l.rs = byID(l.rs)
+	if len(l.rs) > l.n {
+		clear(l.rs[l.n:])
+		l.rs = l.rs[:l.n]
+	}
+}
+
+// list returns the kept regions by id.
+func (l *lowestRegions) list() []pd.Region {
+	l.trim()
+	return l.rs
 }
 
 func (g *Gatherer) capped(lists ...[]pd.Region) []pd.Region {

@@ -32,12 +32,17 @@ func NewCmdVerify(f *cmdutil.Factory, runF func(context.Context, *VerifyOptions)
 		Long: `Walk the audit trail in id order and check every record's SHA-256 against
 its content and its predecessor's hash, every record's Ed25519 signature
 against the daemon's audit public key (audit.key.pub in [audit] key-dir,
-by default next to the database), and the chain against the checkpoint the
-daemon appends outside the database after every record (audit.checkpoint).
+by default next to the database), and the chain against the checkpoints the
+daemon appends outside the database after every record: audit.checkpoint,
+and one audit.checkpoint.<replica> per replica when several replicas or a
+PostgreSQL database share the key directory. Every checkpoint file is read:
+a hash any of them recorded must match, and the newest head of all of them
+bounds the chain's length.
 An edited, forged, missing or reordered record, a wiped chain, a trimmed
 tail or a reset sequence is reported with its id; the exit status is then 8.
 
-It reads the database file directly, so it works while the daemon is down.`,
+It reads the database (file or PostgreSQL) directly, so it works while the
+daemon is down.`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Format = f.Format()
@@ -86,8 +91,12 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 		if rep.Records == 0 {
 			fmt.Fprintln(opts.IO.Out, "audit trail OK: no records yet")
 		} else {
-			fmt.Fprintf(opts.IO.Out, "audit trail OK: %d records (%d signatures verified), head record %d sha256 %s; checkpoint outside the database at record %d\n",
-				rep.Records, rep.Signed, rep.HeadID, rep.HeadHash, rep.CheckpointID)
+			files := ""
+			if len(rep.Checkpoints) > 1 {
+				files = fmt.Sprintf(" (newest of %d checkpoint files)", len(rep.Checkpoints))
+			}
+			fmt.Fprintf(opts.IO.Out, "audit trail OK: %d records (%d signatures verified), head record %d sha256 %s; checkpoint outside the database at record %d%s\n",
+				rep.Records, rep.Signed, rep.HeadID, rep.HeadHash, rep.CheckpointID, files)
 		}
 	}
 	if !rep.OK {
