@@ -176,9 +176,15 @@ func (e *Executor) execute(ctx context.Context, p action.Proposal) {
 // Recover finished it as interrupted), the real outcome is appended to the
 // audit trail on its own so that it is not lost.
 func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Status, result string, rec action.Record, reverts []store.FollowUp) {
+	e.recordFrom(ctx, p, to, result, rec, reverts, 1)
+}
+
+// recordFrom is record starting at attempt first (tests start at 2: a
+// retry after a commit whose answer was lost).
+func (e *Executor) recordFrom(ctx context.Context, p action.Proposal, to action.Status, result string, rec action.Record, reverts []store.FollowUp, first int) {
 	log := e.log.With("action_id", p.ID, "action", p.ActionType)
 	deadline := time.Now().Add(DefaultStepTimeout)
-	for attempt := 1; ; attempt++ {
+	for attempt := first; ; attempt++ {
 		wctx, cancel := context.WithTimeout(ctx, DefaultStepTimeout)
 		var (
 			stored action.Record
@@ -212,6 +218,13 @@ func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Stat
 			return
 		}
 		var te *action.ErrTransition
+		if errors.As(err, &te) && attempt > 1 && te.From == to && e.ownOutcomeStored(ctx, p.ID, rec) {
+			// The earlier attempt's COMMIT landed but its answer was lost
+			// (a dropped database connection): the outcome is recorded
+			// once already; a "late outcome" record would duplicate it.
+			log.Info("action finished (an earlier attempt's commit had landed)", "status", to, "result", result, "attempts", attempt)
+			return
+		}
 		if errors.As(err, &te) {
 			log.Error("action was finished by someone else; appending the real outcome on its own", "err", err)
 			rec.ProposalID = p.ID
@@ -231,6 +244,22 @@ func (e *Executor) record(ctx context.Context, p action.Proposal, to action.Stat
 		log.Warn("record outcome, retrying", "err", err)
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ownOutcomeStored reports whether the audit trail already holds this
+// executor's execution record of proposal id for the execution that
+// started at rec.StartedAt (an earlier attempt of record() committed).
+func (e *Executor) ownOutcomeStored(ctx context.Context, id int64, rec action.Record) bool {
+	rs, err := e.st.Records(ctx, store.RecordFilter{ProposalID: id, Limit: 20})
+	if err != nil {
+		return false
+	}
+	for _, r := range rs {
+		if r.Event == action.EventExecution && !r.DryRun && r.ExecutedBy == rec.ExecutedBy && r.StartedAt.Equal(rec.StartedAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // afterExecution re-evaluates the ticket's invariant: held resolves the

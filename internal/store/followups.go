@@ -239,9 +239,9 @@ func (s *Store) FollowUps(ctx context.Context, f FollowUpFilter) ([]FollowUp, er
 func (s *Store) ClaimDueFollowUp(ctx context.Context, executor string, now time.Time) (*FollowUp, error) {
 	var out *FollowUp
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		f, err := scanFollowUp(tx.QueryRowContext(ctx, `UPDATE action_followups SET status = 'running', claimed_by = ?, updated_at = ?
+		f, err := scanFollowUp(tx.QueryRowContext(ctx, `UPDATE action_followups SET status = 'running', claimed_by = ?, claim_term = ?, updated_at = ?
 WHERE id = (SELECT id FROM action_followups WHERE status = 'scheduled' AND cluster_id = ? AND due_at <= ? ORDER BY due_at, id LIMIT 1)
-RETURNING `+followUpCols, executor, fmtTime(now), s.ClusterID(), fmtTime(now)))
+RETURNING `+followUpCols, executor, termOrNull(ctx), fmtTime(now), s.ClusterID(), fmtTime(now)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -257,19 +257,49 @@ RETURNING `+followUpCols, executor, fmtTime(now), s.ClusterID(), fmtTime(now)))
 	return out, nil
 }
 
+// schemaV11 records the leader term of a revert's claim, so that a new
+// leader requeues the reverts a deposed one left running by term (as
+// actions are recovered), not by host:pid, which breaks on PID reuse and
+// across hosts.
+const schemaV11 = `ALTER TABLE action_followups ADD COLUMN claim_term BIGINT;`
+
+// termOrNull is ctx's leader term for a claim column, NULL without one.
+func termOrNull(ctx context.Context) any {
+	if t := TermFrom(ctx); t > 0 {
+		return t
+	}
+	return nil
+}
+
 // RequeueFollowUps moves running reverts of this handle's cluster whose
-// executor is gone (dead
-// reports true for its name) back to scheduled, so that they are checked
-// again: the check reads PD first, so a revert that was already applied is
-// found restored and not sent twice. It returns how many it moved.
+// executor is gone back to scheduled, so that they are checked again: the
+// check reads PD first, so a revert that was already applied is found
+// restored and not sent twice. With a leader term in ctx (several
+// replicas, WithTerm) a revert is gone when it was claimed under a lower
+// term or none; without one, when dead reports true for the name that
+// claimed it. It returns how many it moved.
 func (s *Store) RequeueFollowUps(ctx context.Context, dead func(claimedBy string) bool, now time.Time) (int, error) {
 	running, err := s.FollowUps(ctx, FollowUpFilter{Statuses: []FollowUpStatus{FollowUpRunning}})
 	if err != nil {
 		return 0, err
 	}
+	term := TermFrom(ctx)
+	var claimTerms map[int64]int64
+	if term > 0 && len(running) > 0 {
+		if claimTerms, err = s.followUpClaimTerms(ctx); err != nil {
+			return 0, err
+		}
+	}
 	n := 0
 	for _, f := range running {
-		if f.ClusterID != s.ClusterID() || !dead(f.ClaimedBy) {
+		if f.ClusterID != s.ClusterID() {
+			continue
+		}
+		if term > 0 {
+			if claimTerms[f.ID] >= term {
+				continue // claimed under this leader's term: running here
+			}
+		} else if !dead(f.ClaimedBy) {
 			continue
 		}
 		err := s.write(ctx, func(tx *sql.Tx) error {
@@ -453,4 +483,26 @@ func (s *Store) appendFollowUpRecord(ctx context.Context, tx *sql.Tx, f FollowUp
 	}
 	rec.FinishedAt = now
 	return s.appendRecord(ctx, tx, p, rec, now)
+}
+
+// followUpClaimTerms maps each running revert of this handle's cluster to
+// the term it was claimed under (0: none).
+func (s *Store) followUpClaimTerms(ctx context.Context) (map[int64]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, claim_term FROM action_followups WHERE status = 'running' AND cluster_id = ?`, s.ClusterID())
+	if err != nil {
+		return nil, fmt.Errorf("read revert claim terms: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]int64{}
+	for rows.Next() {
+		var (
+			id int64
+			t  sql.NullInt64
+		)
+		if err := rows.Scan(&id, &t); err != nil {
+			return nil, fmt.Errorf("read revert claim terms: %w", err)
+		}
+		out[id] = t.Int64
+	}
+	return out, rows.Err()
 }

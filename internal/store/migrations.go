@@ -31,11 +31,12 @@ var migrations = []migration{
 	{8, "silences and maintenance windows: append-only, signed; silenced deliveries (silences.go)", schemaV8, false},
 	{9, "several clusters: unique cluster names; tickets, monitor memory and outbox scoped by cluster (clusters.go)", schemaV9, false},
 	{10, "retention: index tickets.previous_id so pruning finds a ticket's successors (retention.go)", schemaV10, false},
+	{11, "scheduled reverts carry the leader term of their claim; requeued by term (followups.go)", schemaV11, false},
 }
 
 // SchemaVersion is the schema version this binary migrates databases to:
 // the number of the last migration.
-const SchemaVersion = 10
+const SchemaVersion = 11
 
 // schemaV1 follows the seed schema (the original design) plus
 // what the ticket and action lifecycles need. Times are TEXT in the fixed

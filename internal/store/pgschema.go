@@ -24,6 +24,7 @@ type pgMigration struct {
 var pgMigrations = []pgMigration{
 	{9, "baseline: the schema of SQLite version 9", pgBaselineV9},
 	{10, "retention: index tickets.previous_id (retention.go)", schemaV10},
+	{11, "scheduled reverts carry the leader term of their claim (followups.go)", schemaV11},
 }
 
 // pgText is the type of every text column: byte-order comparisons and
