@@ -76,21 +76,35 @@ func LoadOrCreate(dir string) (*Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit key: generate: %w", err)
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		// Written whole to a temporary file, then linked into place: the
+		// link fails if another process (a replica starting at the same
+		// moment) made the key first, and nobody ever reads a half-written
+		// key (an empty audit.key stopped a replica once).
+		tmp, err := os.CreateTemp(dir, KeyFile+".tmp-*")
 		if err != nil {
+			return nil, fmt.Errorf("audit key: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		_, werr := tmp.WriteString(hex.EncodeToString(priv.Seed()) + "\n")
+		if werr == nil {
+			werr = tmp.Chmod(0o600)
+		}
+		if werr == nil {
+			werr = tmp.Sync()
+		}
+		if cerr := tmp.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, fmt.Errorf("audit key: write %s: %w", tmp.Name(), werr)
+		}
+		if err := os.Link(tmp.Name(), path); err != nil {
 			if errors.Is(err, os.ErrExist) { // another process won the race
 				return LoadOrCreate(dir)
 			}
 			return nil, fmt.Errorf("audit key: %w", err)
 		}
-		_, werr := f.WriteString(hex.EncodeToString(priv.Seed()) + "\n")
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return nil, fmt.Errorf("audit key: write %s: %w", path, werr)
-		}
-		if err := os.WriteFile(filepath.Join(dir, PublicKeyFile), []byte(hex.EncodeToString(pub)+"\n"), 0o644); err != nil {
+		if err := writeAtomic(filepath.Join(dir, PublicKeyFile), []byte(hex.EncodeToString(pub)+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("audit key: write public key: %w", err)
 		}
 		return &Key{priv: priv, pub: pub}, nil
@@ -110,6 +124,31 @@ func LoadOrCreate(dir string) (*Key, error) {
 		_ = os.WriteFile(pubPath, []byte(hex.EncodeToString(k.pub)+"\n"), 0o644)
 	}
 	return k, nil
+}
+
+// writeAtomic writes data to path through a temporary file in the same
+// directory and a rename, so a reader sees the old file or the whole new
+// one.
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(mode)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // LoadPublic reads dir/audit.key.pub. Errors: ErrNoKey (wrapped) when it

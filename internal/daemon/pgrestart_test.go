@@ -319,6 +319,48 @@ lease-ttl = "5s"
 		keys[tk.Key] = tk.ID
 	}
 
+	// A longer outage (past the store's 10 s busy timeout): a decision
+	// made meanwhile fails and records nothing, nothing is executed, and
+	// the replicas carry on without a restart once PostgreSQL is back.
+	var held action.Proposal
+	rs[0].api(t, "POST", "/api/v1/actions", "", map[string]any{"action_type": "transfer_leader",
+		"params": map[string]uint64{"region_id": targets[0].region, "to_store_id": targets[0].to}, "reason": "before the outage"}, &held)
+	downAt := time.Now()
+	pgtest.Stop(t)
+	outageErr := rs[1].tryAPI("POST", fmt.Sprintf("/api/v1/actions/%d/approve", held.ID), secret, map[string]any{}, nil)
+	if wait := 12*time.Second - time.Since(downAt); wait > 0 {
+		time.Sleep(wait)
+	}
+	pgtest.Start(t)
+	t.Logf("PostgreSQL down for %s; the approval made meanwhile: %v", time.Since(downAt).Round(100*time.Millisecond), outageErr)
+	if outageErr == nil {
+		t.Errorf("an approval during a %s PostgreSQL outage reported success", time.Since(downAt).Round(time.Second))
+	}
+	for _, r := range rs {
+		select {
+		case err := <-r.done:
+			t.Fatalf("%s stopped during the outage: %v", r.name, err)
+		default:
+		}
+	}
+	waitFor(t, "one leader after the outage", 45*time.Second, func() bool {
+		n := 0
+		for _, r := range rs {
+			if ok, _ := r.leading(); ok {
+				n++
+			}
+		}
+		return n == 1
+	})
+	if p, err := st.Proposal(ctx, held.ID); err != nil || p.Status != action.Proposed {
+		t.Errorf("the action whose approval failed during the outage is %s (%v), want proposed", p.Status, err)
+	}
+	for _, rec := range recordsOf(t, st, held.ID) {
+		if rec.Event == action.EventApproval || rec.Event == action.EventExecution {
+			t.Errorf("the failed approval left a %s record on action %d", rec.Event, held.ID)
+		}
+	}
+
 	// The leader still executes: an action approved now moves the
 	// region's leader in PD.
 	var fresh action.Proposal

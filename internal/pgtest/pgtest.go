@@ -412,6 +412,31 @@ func Restart(t testing.TB) {
 	}
 }
 
+// Stop stops the shared server (fast shutdown) until Start: an outage
+// longer than a restart. Tests that stop the server must not run in
+// parallel with tests that need it up.
+func Stop(t testing.TB) {
+	t.Helper()
+	s := get(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.stop(); err != nil {
+		t.Fatalf("pgtest: stop: %v", err)
+	}
+}
+
+// Start starts the shared server again after Stop, on the same data
+// directory and port, waiting until it accepts connections.
+func Start(t testing.TB) {
+	t.Helper()
+	s := get(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.run(); err != nil {
+		t.Fatalf("pgtest: start: %v", err)
+	}
+}
+
 // Port returns the shared server's TCP port on 127.0.0.1.
 func Port(t testing.TB) int {
 	t.Helper()
