@@ -22,6 +22,7 @@ import (
 	"github.com/tikvops/operator/internal/daemon"
 	"github.com/tikvops/operator/internal/store"
 	"github.com/tikvops/operator/internal/testcluster"
+	"github.com/tikvops/operator/internal/ticket"
 )
 
 // ScreenshotsEnv names a directory the browser test writes PNGs of the
@@ -494,6 +495,19 @@ sha256 = %q
 		t.Errorf("cluster page still lists balance-leader-scheduler as paused: %q", got)
 	}
 	e.screenshot(b, "cluster")
+
+	// PD's balancing holds for the quiet period: the monitor resolves the
+	// ticket (resume_scheduler hands the work back to PD: the executor does
+	// not reopen the ticket while PD evens the leaders out).
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	if err := c.WaitFor(wctx, func() (bool, error) {
+		tk, err := e.st.Ticket(ctx, p2.TicketID)
+		return err == nil && tk.Status == ticket.Resolved, nil
+	}); err != nil {
+		tk, _ := e.st.Ticket(ctx, p2.TicketID)
+		t.Fatalf("ticket %d is %s after PD evened the leaders out, want resolved: %v", p2.TicketID, tk.Status, err)
+	}
 
 	// Someone pauses the scheduler again and the leaders skew again: a new
 	// ticket and a new proposal, which alice rejects with a reason.

@@ -340,11 +340,17 @@ func (e *Executor) settleOf(p action.Proposal) time.Duration {
 	return a.Spec().Settle
 }
 
-// recheckAfter re-evaluates p's ticket once settle has passed (on the
-// executor's Run context: a stopping daemon drops it, and the monitor's
-// cycles keep judging the ticket): resolved when the invariant holds,
-// reopened for a fresh diagnosis when it is still violated and the ticket
-// still carries this diagnosis.
+// recheckAfter follows p's ticket while PD's schedulers work on it (on
+// the executor's Run context: a stopping daemon drops it, and the
+// monitor's cycles keep judging the ticket). It re-evaluates the ticket
+// every Options.SettleCheck (with the daemon's Reevaluator each check is
+// the next monitor cycle's snapshot: nothing extra is read from PD):
+//   - the invariant held and is violated again (someone paused the
+//     scheduler again): a new occurrence, reopened for a fresh diagnosis
+//     at once;
+//   - settle passed: resolved if the invariant holds, reopened if not;
+//   - the ticket left diagnosed (the monitor resolved it, a person asked
+//     for a new diagnosis): nothing more to do.
 func (e *Executor) recheckAfter(p action.Proposal, settle time.Duration) {
 	runCtx := context.Background()
 	if rp := e.running.Load(); rp != nil {
@@ -354,34 +360,61 @@ func (e *Executor) recheckAfter(p action.Proposal, settle time.Duration) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
-		select {
-		case <-runCtx.Done():
-			return
-		case <-time.After(settle):
-		}
-		ctx, cancel := context.WithTimeout(runCtx, DefaultStepTimeout)
-		defer cancel()
-		t, err := e.st.Ticket(ctx, p.TicketID)
-		if err != nil || t.Status != ticket.Diagnosed {
-			return // resolved by the monitor meanwhile, or rediagnosed
-		}
-		held, err := e.reevaluate(ctx, t)
-		if err != nil {
-			log.Warn("re-evaluate invariant after the settle time", "invariant", t.Invariant, "err", err)
-			return
-		}
-		if held {
-			var te *ticket.ErrTransition
-			if err := e.st.ResolveTicket(ctx, t.ID, e.now()); err != nil && !errors.As(err, &te) {
-				log.Warn("resolve ticket", "err", err)
+		deadline := time.Now().Add(settle)
+		heldOnce := false
+		for {
+			wait := min(e.settleCheck, time.Until(deadline))
+			select {
+			case <-runCtx.Done():
+				return
+			case <-time.After(max(wait, 0)):
+			}
+			ctx, cancel := context.WithTimeout(runCtx, DefaultStepTimeout)
+			t, err := e.st.Ticket(ctx, p.TicketID)
+			if err != nil || t.Status != ticket.Diagnosed {
+				cancel()
+				return // resolved by the monitor meanwhile, or rediagnosed
+			}
+			held, err := e.reevaluate(ctx, t)
+			if err != nil {
+				log.Warn("re-evaluate invariant while PD works on it", "invariant", t.Invariant, "err", err)
+				if !time.Now().Before(deadline) {
+					cancel()
+					return
+				}
+				cancel()
+				continue
+			}
+			switch {
+			case held:
+				heldOnce = true
+				if !time.Now().Before(deadline) {
+					var te *ticket.ErrTransition
+					if err := e.st.ResolveTicket(ctx, t.ID, e.now()); err != nil && !errors.As(err, &te) {
+						log.Warn("resolve ticket", "err", err)
+					} else {
+						log.Info("invariant holds after the settle time; ticket resolved", "invariant", t.Invariant)
+					}
+					cancel()
+					return
+				}
+			case heldOnce:
+				log.Info("invariant held after the action and is violated again: a new occurrence", "invariant", t.Invariant)
+				e.reopen(ctx, log, t)
+				cancel()
+				return
+			case !time.Now().Before(deadline):
+				e.reopen(ctx, log, t)
+				cancel()
 				return
 			}
-			log.Info("invariant holds after the settle time; ticket resolved", "invariant", t.Invariant)
-			return
+			cancel()
 		}
-		e.reopen(ctx, log, t)
 	}()
 }
+
+// DefaultSettleCheck is Options.SettleCheck's default.
+const DefaultSettleCheck = 5 * time.Second
 
 // followRunning keeps following the PD operator of an execution that was
 // still running at the execution deadline (out.Running): the proposal stays

@@ -102,6 +102,10 @@ type Options struct {
 	// the invariant holds the ticket is resolved, otherwise a diagnosed
 	// ticket is reopened for a fresh diagnosis.
 	Reevaluate ReevaluateFunc
+	// SettleCheck is how often a ticket is re-evaluated while PD's
+	// schedulers work on it after an action with a Spec.Settle
+	// (DefaultSettleCheck when 0).
+	SettleCheck time.Duration
 	// Holds, when not nil, is asked right before an approved action is
 	// sent whether the ticket's invariant holds again on fresh PD state
 	// (one read, no settle window): then the approval no longer applies and
@@ -154,24 +158,25 @@ type Options struct {
 // New; its methods are safe for concurrent use.
 type Executor struct {
 	// bg tracks the delayed re-checks after a settle time (recheckAfter).
-	bg         sync.WaitGroup
-	st         *store.Store
-	cat        *action.Catalog
-	capture    CaptureFunc
-	reevaluate ReevaluateFunc
-	holds      ReevaluateFunc
-	name       string
-	poll       time.Duration
-	timeout    time.Duration
-	conc       int
-	maxPerHour int
-	policy     Policy
-	verifier   *auditkey.PublicKey
-	now        func() time.Time
-	log        *slog.Logger
-	m          *metrics
-	crash      *Crasher
-	fence      func(ctx context.Context) error
+	bg          sync.WaitGroup
+	settleCheck time.Duration
+	st          *store.Store
+	cat         *action.Catalog
+	capture     CaptureFunc
+	reevaluate  ReevaluateFunc
+	holds       ReevaluateFunc
+	name        string
+	poll        time.Duration
+	timeout     time.Duration
+	conc        int
+	maxPerHour  int
+	policy      Policy
+	verifier    *auditkey.PublicKey
+	now         func() time.Time
+	log         *slog.Logger
+	m           *metrics
+	crash       *Crasher
+	fence       func(ctx context.Context) error
 
 	wake chan struct{}
 	// running is Run's context (nil before Run): executions detach from it
@@ -195,6 +200,10 @@ func New(opts Options) *Executor {
 		name: opts.Name, poll: opts.PollInterval, timeout: opts.Timeout, conc: opts.Concurrency,
 		maxPerHour: opts.MaxPerHour, policy: opts.Policy, verifier: opts.Verifier, now: opts.Clock,
 		log: opts.Logger, crash: opts.Crash, fence: opts.Fence, wake: make(chan struct{}, 1),
+		settleCheck: opts.SettleCheck,
+	}
+	if e.settleCheck <= 0 {
+		e.settleCheck = DefaultSettleCheck
 	}
 	if e.name == "" {
 		e.name = DefaultName()

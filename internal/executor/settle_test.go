@@ -26,7 +26,7 @@ func TestSettleDefersReopen(t *testing.T) {
 		held = map[int64]bool{}
 		asks = map[int64]int{}
 	)
-	e := New(Options{Store: st, Catalog: action.NewCatalog(handBack), Logger: testLogger(t), PollInterval: 20 * time.Millisecond,
+	e := New(Options{Store: st, Catalog: action.NewCatalog(handBack), Logger: testLogger(t), PollInterval: 20 * time.Millisecond, SettleCheck: 50 * time.Millisecond,
 		Reevaluate: func(_ context.Context, tk ticket.Ticket) (bool, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -82,4 +82,69 @@ func TestSettleDefersReopen(t *testing.T) {
 	}
 	waitTicket(fixed.TicketID, ticket.Resolved)
 	waitTicket(stuck.TicketID, ticket.Open)
+}
+
+// While PD works on it, a ticket whose invariant held and is violated
+// again (someone paused the scheduler again) is a new occurrence: reopened
+// for a fresh diagnosis at once, not at the end of the settle time (the
+// browser test's second proposal waited 3 minutes for it).
+func TestSettleReopensWhenViolatedAgain(t *testing.T) {
+	st := tempStore(t)
+	spec := regionSpec("hand_back")
+	spec.Settle = time.Hour
+	var (
+		mu     sync.Mutex
+		held   bool
+		checks int
+	)
+	e := New(Options{Store: st, Catalog: action.NewCatalog(&fakeAction{spec: spec}), Logger: testLogger(t), PollInterval: 20 * time.Millisecond,
+		SettleCheck: 20 * time.Millisecond,
+		Reevaluate: func(_ context.Context, tk ticket.Ticket) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			checks++
+			return held, nil
+		}})
+	ctx := ctxT(t, time.Minute)
+	p := propose(t, st, "hand_back", map[string]int{"region_id": 1, "to_store_id": 1}, time.Time{})
+	if _, err := st.Approve(ctx, p.ID, "alice", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, e)
+	defer stop()
+	waitStatus(t, st, p.ID, action.Completed)
+	set := func(v bool) { // and wait until two re-checks saw it
+		mu.Lock()
+		held = v
+		from := checks
+		mu.Unlock()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			n := checks
+			mu.Unlock()
+			if n >= from+2 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no re-check within 10 s (%d so far)", n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	set(true) // PD evens it out
+	mu.Lock()
+	held = false // the skew is back
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tk, err := st.Ticket(ctx, p.TicketID)
+		if err == nil && tk.Status == ticket.Open {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ticket %d is %s (%v); want reopened long before the 1 h settle time ends", p.TicketID, tk.Status, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
