@@ -246,7 +246,7 @@ func Default() Config {
 	return Config{
 		PD:       PD{Endpoints: []string{"http://127.0.0.1:2379"}, Timeout: Duration{5 * time.Second}},
 		Database: Database{Path: "operator.db"},
-		Monitor:  Monitor{Interval: Duration{10 * time.Second}, Quiet: Duration{30 * time.Second}},
+		Monitor:  Monitor{Interval: Duration{5 * time.Second}, Quiet: Duration{30 * time.Second}},
 		Diagnosis: Diagnosis{
 			Backend:     "rules",
 			TokenBudget: 50000,

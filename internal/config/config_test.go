@@ -71,7 +71,7 @@ func TestPrecedence(t *testing.T) {
 				if got := c.PD.Endpoints; !reflect.DeepEqual(got, []string{"http://127.0.0.1:2379"}) {
 					t.Errorf("endpoints = %v", got)
 				}
-				if c.Database.Path != "operator.db" || c.Monitor.Interval.Duration != 10*time.Second {
+				if c.Database.Path != "operator.db" || c.Monitor.Interval.Duration != 5*time.Second {
 					t.Errorf("db %q interval %s", c.Database.Path, c.Monitor.Interval)
 				}
 				if c.Invariants.LeaderImbalanceMinDiff != invariant.DefaultLeaderImbalanceMinDiff {
@@ -276,7 +276,7 @@ func TestREADMEExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if c.PD.CAPath == "" || c.Monitor.Interval.Duration != 10*time.Second || c.Invariants.ForOf(invariant.NameStoreDisconnected) != 30*time.Second {
+	if c.PD.CAPath == "" || c.Monitor.Interval.Duration != 5*time.Second || c.Invariants.ForOf(invariant.NameStoreDisconnected) != 30*time.Second {
 		t.Errorf("README example decoded to %+v", c)
 	}
 }

@@ -31,7 +31,7 @@ import (
 )
 
 // DefaultInterval is the time between cycles when Options.Interval is 0.
-const DefaultInterval = 10 * time.Second
+const DefaultInterval = 5 * time.Second
 
 // Sink receives the monitor's observations: the ticket store
 // (internal/store.Store satisfies it).
@@ -52,7 +52,7 @@ type CollectFunc func(ctx context.Context) (*tikv.Snapshot, error)
 
 // Options configures a Monitor.
 type Options struct {
-	// Interval between cycles. 0 = DefaultInterval (10s).
+	// Interval between cycles. 0 = DefaultInterval (5s).
 	Interval time.Duration
 	// Invariants are evaluated every cycle, in order; names must be unique
 	// and must not be invariant.NamePDUnreachable. Pending durations come
