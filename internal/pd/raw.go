@@ -28,41 +28,25 @@ func (c *Client) GetRaw(ctx context.Context, path string) (*RawResponse, error) 
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("pd: GET %q: path must start with /", path)
 	}
-	start := int(c.current.Load())
-	var lastErr error
-	for i := range c.endpoints {
-		idx := (start + i) % len(c.endpoints)
+	var out *RawResponse
+	err := c.failover(ctx, func(idx int) (bool, error) {
 		r, err := c.getRaw(ctx, idx, path)
-		if err == nil {
-			c.current.Store(int64(idx))
-			return r, nil
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			break
-		}
+		out = r
+		return true, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return out, nil
 }
 
 func (c *Client) getRaw(ctx context.Context, idx int, path string) (*RawResponse, error) {
-	actx := ctx
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, c.endpoints[idx]+path, nil)
+	g, _, err := c.openGET(ctx, idx, routeRaw, path, map[string]string{"Accept": "application/json"})
 	if err != nil {
-		return nil, fmt.Errorf("pd: GET %s: %w", path, err)
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	t0 := time.Now()
-	res, err := c.hc.Do(req)
-	if err != nil {
-		c.notify(http.MethodGet, routeRaw, 0, time.Since(t0), 0)
-		return nil, fmt.Errorf("%w: GET %s%s: %w", ErrUnreachable, c.endpoints[idx], path, err)
-	}
+	defer g.Done()
+	res, t0 := g.Res, g.T0
 	defer res.Body.Close()
 	cr := &countingReader{r: io.LimitReader(res.Body, c.maxBody+1)}
 	data, err := io.ReadAll(cr)

@@ -42,47 +42,28 @@ func (c *Client) StreamStoreRegions(ctx context.Context, id uint64, fn func(*Reg
 // streamRegions streams a RegionsInfo body from path, trying the
 // endpoints in failover order on connection errors.
 func (c *Client) streamRegions(ctx context.Context, route, path string, fn func(*Region) error) (int, error) {
-	start := int(c.current.Load())
-	var lastErr error
-	for i := range c.endpoints {
-		idx := (start + i) % len(c.endpoints)
-		n, retry, err := c.streamAttempt(ctx, idx, route, path, fn)
-		if err == nil {
-			c.current.Store(int64(idx))
-			return n, nil
-		}
-		lastErr = err
-		if !retry || ctx.Err() != nil {
-			break
-		}
+	var n int
+	err := c.failover(ctx, func(idx int) (bool, error) {
+		var (
+			retry bool
+			err   error
+		)
+		n, retry, err = c.streamAttempt(ctx, idx, route, path, fn)
+		return retry, err
+	})
+	if err != nil {
+		return 0, err
 	}
-	return 0, lastErr
+	return n, nil
 }
 
 func (c *Client) streamAttempt(ctx context.Context, idx int, route, path string, fn func(*Region) error) (int, bool, error) {
-	actx := ctx
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, c.endpoints[idx]+path, nil)
+	g, retry, err := c.openGET(ctx, idx, route, path, map[string]string{"Accept": "application/json"})
 	if err != nil {
-		return 0, false, fmt.Errorf("pd: GET %s: %w", path, err)
+		return 0, retry, err
 	}
-	req.Header.Set("Accept", "application/json")
-	t0 := time.Now()
-	res, err := c.hc.Do(req)
-	if err != nil {
-		c.notify(http.MethodGet, route, 0, time.Since(t0), 0)
-		if ctx.Err() != nil {
-			return 0, false, fmt.Errorf("pd: GET %s: %w", path, ctx.Err())
-		}
-		if isDialError(err) {
-			return 0, true, fmt.Errorf("%w: %w: GET %s%s: %w", ErrUnreachable, ErrNotSent, c.endpoints[idx], path, err)
-		}
-		return 0, true, fmt.Errorf("%w: GET %s%s: %w", ErrUnreachable, c.endpoints[idx], path, err)
-	}
+	defer g.Done()
+	res, t0 := g.Res, g.T0
 	defer res.Body.Close()
 	cr := &countingReader{r: res.Body}
 	if res.StatusCode < 200 || res.StatusCode > 299 {

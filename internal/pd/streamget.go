@@ -32,43 +32,19 @@ func (c *Client) StreamGet(ctx context.Context, path string, fn func(status int,
 	if !strings.HasPrefix(path, "/") {
 		return fmt.Errorf("pd: GET %q: path must start with /", path)
 	}
-	start := int(c.current.Load())
-	var lastErr error
-	for i := range c.endpoints {
-		idx := (start + i) % len(c.endpoints)
-		retry, err := c.streamGet(ctx, idx, path, fn)
-		if err == nil {
-			c.current.Store(int64(idx))
-			return nil
-		}
-		lastErr = err
-		if !retry || ctx.Err() != nil {
-			break
-		}
-	}
-	return lastErr
+	return c.failover(ctx, func(idx int) (bool, error) { return c.streamGet(ctx, idx, path, fn) })
 }
 
 func (c *Client) streamGet(ctx context.Context, idx int, path string, fn func(int, io.Reader) error) (bool, error) {
-	actx := ctx
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, c.endpoints[idx]+path, nil)
+	// Accept-Encoding set explicitly, so that the transport hands over the
+	// compressed body (and the observer counts what crossed the
+	// connection).
+	g, retry, err := c.openGET(ctx, idx, routeRaw, path, map[string]string{"Accept-Encoding": "gzip"})
 	if err != nil {
-		return false, fmt.Errorf("pd: GET %s: %w", path, err)
+		return retry, err
 	}
-	// Set explicitly, so that the transport hands over the compressed
-	// body (and the observer counts what crossed the connection).
-	req.Header.Set("Accept-Encoding", "gzip")
-	t0 := time.Now()
-	res, err := c.hc.Do(req)
-	if err != nil {
-		c.notify(http.MethodGet, routeRaw, 0, time.Since(t0), 0)
-		return true, fmt.Errorf("%w: GET %s%s: %w", ErrUnreachable, c.endpoints[idx], path, err)
-	}
+	defer g.Done()
+	res, t0 := g.Res, g.T0
 	defer res.Body.Close()
 	cr := &countingReader{r: io.LimitReader(res.Body, c.maxBody+1)}
 	var body io.Reader = cr
