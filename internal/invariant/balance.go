@@ -914,36 +914,72 @@ func roundScores(ids []uint64, v map[uint64]float64) map[uint64]float64 {
 }
 
 // storeIncident pages instead of proposing a move while a TiKV store is
-// Disconnected or Down and PD's balance scheduler runs (with a schedule
-// limit above 0; the callers check both): the skew follows
-// the failure (the failed store's leaders were re-elected on the survivors,
-// PD re-creates its replicas after max-store-down-time) and PD's scheduler
-// evens the survivors out; a transfer of ours would race it while the
-// cluster recovers (a new user saw transfer_leader proposed 2 s after a
-// store stopped). The store's own ticket is the incident; the imbalance
-// ticket is linked to it (SymptomInvariants). It reports whether it
-// filled d.
+// failing and PD's balance scheduler runs (with a schedule limit above 0;
+// the callers check both). A store is failing when PD shows it
+// Disconnected or Down, or when PD's down-peer check lists peers on it:
+// right after a TiKV stops, PD still shows it Up for up to 20 s while its
+// leaders are re-elected on the survivors and its peers are reported
+// down (a new user saw transfer_leader proposed 3 s after stopping a
+// store). The skew follows the failure and PD's scheduler evens the
+// survivors out; a move of ours would race it while the cluster
+// recovers. The store's own ticket is the incident; the imbalance ticket
+// is linked to it (SymptomInvariants). It reports whether it filled d.
 func (f *facts) storeIncident(d *diagnose.Diagnosis, what string) bool {
-	var failing []uint64
+	why := map[uint64]string{}
 	for id, st := range f.stores {
 		if st.IsTiFlash() {
 			continue
 		}
 		if st.Store.StateName == pd.StateDisconnected || st.Store.StateName == pd.StateDown {
-			failing = append(failing, id)
+			why[id] = "is " + st.Store.StateName
 		}
 	}
-	if len(failing) == 0 {
+	down := map[uint64]int{}
+	if snap := f.c.Snapshot; snap != nil {
+		if cs := snap.CheckSummaries[tikv.CheckDownPeer]; cs != nil {
+			for id, n := range cs.DownPeersByStore {
+				down[id] += n
+			}
+		} else {
+			for _, r := range snap.Checks[tikv.CheckDownPeer] {
+				for _, dp := range r.DownPeers {
+					down[dp.Peer.StoreID]++
+				}
+			}
+		}
+	}
+	for _, r := range f.c.Regions {
+		for _, dp := range r.DownPeers {
+			if _, seen := down[dp.Peer.StoreID]; !seen || f.c.Snapshot == nil {
+				down[dp.Peer.StoreID]++
+			}
+		}
+	}
+	for id, n := range down {
+		if _, ok := why[id]; !ok && n > 0 {
+			why[id] = fmt.Sprintf("has %d down peers (PD's down-peer check)", n)
+		}
+	}
+	if len(why) == 0 {
 		return false
 	}
-	slices.Sort(failing)
-	for _, id := range failing {
-		d.Evidence = append(d.Evidence, storeLine(f.stores[id]))
+	failing := make([]uint64, 0, len(why))
+	for id := range why {
+		failing = append(failing, id)
 	}
-	d.RootCause = fmt.Sprintf("Store(s) %s are %s: the skew follows that failure (its %s were taken over by the surviving stores, unevenly), and PD's balance scheduler runs and evens the surviving stores out over the next minutes. The failing store is the incident; see its ticket.",
-		idList(failing), f.stores[failing[0]].Store.StateName, what)
+	slices.Sort(failing)
+	var parts []string
+	for _, id := range failing {
+		parts = append(parts, fmt.Sprintf("store %d %s", id, why[id]))
+		if st, ok := f.stores[id]; ok {
+			d.Evidence = append(d.Evidence, storeLine(st))
+		}
+	}
+	list := strings.Join(parts, "; ")
+	d.RootCause = fmt.Sprintf("A store is failing (%s): the skew follows that failure (its %s are taken over by the surviving stores, unevenly), and PD's balance scheduler runs and evens the surviving stores out over the next minutes. The failing store is the incident; see its ticket.",
+		list, what)
 	d.Confidence = diagnose.ConfidenceHigh
 	d.Risks = []string{"None from waiting: a move of ours would race PD's balance scheduler while the cluster recovers."}
-	d.NoActionReason = page("store %s is %s: the %s skew follows its failure and PD's balance scheduler evens it out; look at the store's ticket", idList(failing), f.stores[failing[0]].Store.StateName, what)
+	d.NoActionReason = page("%s: the %s skew follows the failure and PD's balance scheduler evens it out; look at the store's ticket", list, what)
 	return true
 }

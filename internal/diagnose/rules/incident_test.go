@@ -29,6 +29,16 @@ func TestImbalanceWhileAStoreFails(t *testing.T) {
 			}
 		})
 	}
+	// Right after the stop PD still shows the store Up (for up to 20 s)
+	// but lists its peers as down: the same incident.
+	t.Run("still Up, peers down", func(t *testing.T) {
+		ev := map[string]any{"leader_counts": map[string]int{"1": 23, "2": 7, "3": 0}}
+		c := cx(invariant.NameLeaderImbalance, "cluster", ev,
+			[]pd.StoreInfo{st(1, 23, 30), st(2, 7, 30), st(3, 0, 30)},
+			down(rg(10, 1, 1, 2, 3), 3), rg(11, 1, 1, 2, 3))
+		d := run(t, c)
+		noAction(t, d, "store 3 has 1 down peers", "PD's balance scheduler")
+	})
 	t.Run("paused balancer: resuming it is still the answer", func(t *testing.T) {
 		ev := map[string]any{"leader_counts": map[string]int{"1": 23, "2": 7}}
 		c := cx(invariant.NameLeaderImbalance, "cluster", ev,
