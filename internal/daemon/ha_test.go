@@ -183,6 +183,40 @@ func TestHAFailover(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testHAFailover(t, "sqlite", false) })
 }
 
+// newReplica writes the configuration of replica i of the HA tests in dir
+// (PD at pdURL, the database's TOML, an approver token whose secret hashes
+// to sum, [ha] with lease ttl) and returns the replica and the file.
+func newReplica(t *testing.T, i int, dir, pdURL, dbTOML string, sum [sha256.Size]byte, ttl time.Duration) (*haReplica, string) {
+	t.Helper()
+	r := &haReplica{name: fmt.Sprintf("r%d", i), listen: freeAddr(t),
+		socket: filepath.Join(dir, fmt.Sprintf("r%d.sock", i)), log: filepath.Join(dir, fmt.Sprintf("r%d.log", i))}
+	path := filepath.Join(dir, r.name+".toml")
+	toml := fmt.Sprintf(`[pd]
+endpoints = [%q]
+%s
+[monitor]
+interval = "1s"
+quiet-period = "2s"
+[server]
+listen = %q
+socket = %q
+[invariants]
+default-for = "0s"
+leader-imbalance-min-diff = 4
+[[auth.tokens]]
+name = "tara"
+role = "approver"
+sha256 = %q
+[ha]
+enabled = true
+lease-ttl = %q
+`, pdURL, dbTOML, r.listen, r.socket, hex.EncodeToString(sum[:]), ttl.String())
+	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r, path
+}
+
 // testHAFailover is TestHAFailover on one database kind ("sqlite" or
 // "postgres"); full adds step 3 (SIGSTOP).
 func testHAFailover(t *testing.T, kind string, full bool) {
@@ -202,33 +236,8 @@ func testHAFailover(t *testing.T, kind string, full bool) {
 	sum := sha256.Sum256([]byte(secret))
 
 	start := func(i int, env ...string) *haReplica {
-		r := &haReplica{name: fmt.Sprintf("r%d", i), listen: freeAddr(t),
-			socket: filepath.Join(dir, fmt.Sprintf("r%d.sock", i)), log: filepath.Join(dir, fmt.Sprintf("r%d.log", i)),
-			exited: make(chan struct{})}
-		cfgPath := filepath.Join(dir, r.name+".toml")
-		toml := fmt.Sprintf(`[pd]
-endpoints = [%q]
-%s
-[monitor]
-interval = "1s"
-quiet-period = "2s"
-[server]
-listen = %q
-socket = %q
-[invariants]
-default-for = "0s"
-leader-imbalance-min-diff = 4
-[[auth.tokens]]
-name = "tara"
-role = "approver"
-sha256 = %q
-[ha]
-enabled = true
-lease-ttl = %q
-`, c.PDURL, db.toml, r.listen, r.socket, hex.EncodeToString(sum[:]), ttl.String())
-		if err := os.WriteFile(cfgPath, []byte(toml), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		r, cfgPath := newReplica(t, i, dir, c.PDURL, db.toml, sum, ttl)
+		r.exited = make(chan struct{})
 		logf, err := os.Create(r.log)
 		if err != nil {
 			t.Fatal(err)

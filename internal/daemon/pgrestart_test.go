@@ -3,11 +3,9 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -65,32 +63,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		done   chan error
 	}
 	start := func(i int) *running {
-		r := &haReplica{name: fmt.Sprintf("r%d", i), listen: freeAddr(t),
-			socket: filepath.Join(dir, fmt.Sprintf("r%d.sock", i)), log: filepath.Join(dir, fmt.Sprintf("r%d.log", i))}
-		path := filepath.Join(dir, r.name+".toml")
-		toml := fmt.Sprintf(`[pd]
-endpoints = [%q]
-%s
-[monitor]
-interval = "1s"
-quiet-period = "2s"
-[server]
-listen = %q
-socket = %q
-[invariants]
-default-for = "0s"
-leader-imbalance-min-diff = 4
-[[auth.tokens]]
-name = "tara"
-role = "approver"
-sha256 = %q
-[ha]
-enabled = true
-lease-ttl = "5s"
-`, c.PDURL, db.toml, r.listen, r.socket, hex.EncodeToString(sum[:]))
-		if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		r, path := newReplica(t, i, dir, c.PDURL, db.toml, sum, 5*time.Second)
 		cfg, err := config.Load(path)
 		if err != nil {
 			t.Fatal(err)
